@@ -1,0 +1,68 @@
+"""The `turnkit` command: one Typer app; each module in COMMAND_MODULES registers its commands."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+import typer
+
+from turnkit import __version__
+from turnkit.cli import output
+from turnkit.errors import ExitCode, TurnkitError
+
+#: Modules with a `register(app)` function, in the order their commands show in --help.
+COMMAND_MODULES = (
+    "turnkit.cli.project",
+    "turnkit.cli.secret",
+    "turnkit.cli.creds",
+    "turnkit.cli.render",
+)
+
+app = typer.Typer(
+    name="turnkit",
+    help="Render, deploy, credential and probe WebRTC TURN relays.\n\nExample: turnkit init && turnkit render --region local --out rendered/",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        output.result(f"turnkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """turnkit: TURN relays for WebRTC, from one turnkit.toml."""
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: maps TurnkitError to one `error:` line and its exit code, never a traceback."""
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        output.stderr.print("error: aborted")
+        sys.exit(int(ExitCode.CHECK_FAILED))
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(int(ExitCode.USAGE))
+    except TurnkitError as exc:
+        output.stderr.print(f"error: {exc}", markup=False)
+        sys.exit(int(exc.exit_code))
+    except KeyboardInterrupt:
+        output.stderr.print("error: interrupted")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

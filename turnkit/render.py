@@ -1,0 +1,255 @@
+"""Render production configs from turnkit.toml with the one template set Ansible shares.
+
+Pure: the config, nodes, secrets, coturn version and template directory come in; a mapping
+of relative paths to file contents goes out. Context keys equal the Ansible role variables.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from turnkit import __version__
+from turnkit.config import Config
+from turnkit.errors import RenderError
+from turnkit.nodes import Node
+
+HEADER = f"Managed by turnkit {__version__}; local changes are overwritten on the next render or deploy."
+DEFAULT_COTURN_VERSION = "4.6.1"
+
+#: Peer addresses a relay must never reach (RFC 6890 special-purpose registries, cloud
+#: metadata at 169.254.169.254, and IPv4-mapped IPv6, CVE-2026-27624 on coturn < 4.9).
+DENIED_PEER_NETWORKS: tuple[str, ...] = (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",
+    "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+    "::/128", "::1/128", "::ffff:0:0/96", "64:ff9b::/96", "100::/64", "2001::/23", "2001:db8::/32",
+    "fc00::/7", "fe80::/10", "ff00::/8",
+)  # fmt: skip
+
+#: Mozilla "intermediate" TLS 1.2 suites (TLS 1.3 suites are always on in OpenSSL).
+CIPHER_LIST = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+)
+
+
+def peer_ranges(networks: Sequence[str] = DENIED_PEER_NETWORKS) -> list[str]:
+    """CIDRs as coturn `denied-peer-ip` ranges (`first-last`; coturn 4.6 takes no CIDR)."""
+    out = []
+    for cidr in networks:
+        net = ipaddress.ip_network(cidr)
+        first, last = net[0], net[-1]
+        out.append(str(first) if first == last else f"{first}-{last}")
+    return out
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def coturn_context(cfg: Config, node: Node, secrets: Sequence[str], coturn_version: str) -> dict[str, Any]:
+    """Variables of the `coturn` role for one node."""
+    ports, coturn = cfg.ports, cfg.coturn
+    listen = node.listen_ip
+    return {
+        "coturn_node_name": node.name,
+        "coturn_version": coturn_version,
+        "coturn_listening_port": ports.listening,
+        "coturn_tls_listening_port": ports.tls,
+        "coturn_listening_ips": [listen] if listen else [],
+        "coturn_relay_ips": [listen] if listen else [],
+        "coturn_external_ip": node.external_ip if node.private_ip else None,
+        "coturn_min_port": ports.relay_min,
+        "coturn_max_port": ports.relay_max,
+        "coturn_realm": cfg.project.effective_realm,
+        "coturn_static_auth_secrets": list(secrets),
+        "coturn_stale_nonce": coturn.stale_nonce,
+        "coturn_user_quota": coturn.user_quota,
+        "coturn_total_quota": coturn.total_quota,
+        "coturn_max_bps": coturn.max_bps,
+        "coturn_tls_enabled": True,
+        "coturn_cert_file": f"{coturn.cert_dir}/fullchain.pem",
+        "coturn_pkey_file": f"{coturn.cert_dir}/privkey.pem",
+        "coturn_cipher_list": CIPHER_LIST,
+        "coturn_legacy_tls_flags": version_tuple(coturn_version) < (4, 7),
+        "coturn_tcp_relay": coturn.tcp_relay,
+        "coturn_allow_loopback_peers": cfg.region(node.region).allow_loopback_peers,
+        "coturn_denied_peer_ranges": peer_ranges(),
+        "coturn_pidfile": "/run/turnserver/turnserver.pid",
+        "coturn_log_file": None,
+        "coturn_limit_nofile": 1048576,
+        "coturn_bind_privileged": min(ports.listening, ports.tls) < 1024,
+    }
+
+
+def signaling_ports(cfg: Config) -> list[int]:
+    """Instance N listens on port + N - 1 (systemd `turnkit-signaling@PORT`)."""
+    return [cfg.signaling.port + i for i in range(cfg.signaling.instances)]
+
+
+def signaling_context(cfg: Config, nodes: Sequence[Node]) -> dict[str, Any]:
+    """Variables of the `signaling` role."""
+    return {
+        "signaling_host": cfg.signaling.host,
+        "signaling_ports": signaling_ports(cfg),
+        "signaling_redis_url": cfg.signaling.redis_url,
+        "signaling_config_dir": "/etc/turnkit",
+        "signaling_env_file": "/etc/turnkit/signaling.env",
+        "signaling_secrets_file": "/etc/turnkit/turnkit.secrets.json",
+        "signaling_exec": "/opt/turnkit/venv/bin/turnkit",
+        "signaling_limit_nofile": 65536,
+    }
+
+
+def nginx_context(cfg: Config, nodes: Sequence[Node]) -> dict[str, Any]:
+    """Variables of the `nginx` role: the signaling host, and 443 shared with TURN/TLS if asked."""
+    server_name = cfg.signaling.server_name or cfg.project.domain
+    shared = cfg.ports.tls_443
+    live = f"{cfg.tls.live_dir}/{server_name}"
+    return {
+        "nginx_server_name": server_name,
+        "nginx_server_names": [server_name],
+        "nginx_upstream_servers": [f"{cfg.signaling.host}:{p}" for p in signaling_ports(cfg)],
+        "nginx_http_port": 80,
+        "nginx_https_listen": "127.0.0.1:8443" if shared else "443",
+        "nginx_https_upstream": "127.0.0.1:8443",
+        "nginx_tls_443_shared": shared,
+        "nginx_turn_server_names": [n.hostname for n in nodes],
+        "nginx_turn_tls_upstream": f"127.0.0.1:{cfg.ports.tls}",
+        "nginx_stream_module": "/usr/lib/nginx/modules/ngx_stream_module.so",
+        "nginx_cert_file": f"{live}/fullchain.pem",
+        "nginx_key_file": f"{live}/privkey.pem",
+        "nginx_ssl_ciphers": CIPHER_LIST,
+        "nginx_acme_webroot": cfg.tls.webroot,
+        "nginx_ws_read_timeout": "3600s",
+        "nginx_user": "www-data",
+        "nginx_pid_file": "/run/nginx.pid",
+        "nginx_log_dir": "/var/log/nginx",
+        "nginx_temp_dir": "/var/lib/nginx",
+        "nginx_mime_types": "/etc/nginx/mime.types",
+        "nginx_worker_connections": 8192,
+        "nginx_worker_rlimit_nofile": 32768,
+    }
+
+
+def certbot_context(cfg: Config, nodes: Sequence[Node]) -> dict[str, Any]:
+    """Variables of the `certbot` role."""
+    return {
+        "certbot_acme_server": cfg.tls.acme_server,
+        "certbot_email": cfg.tls.email,
+        "certbot_webroot": cfg.tls.webroot,
+        "certbot_deploy_hook_path": "/etc/letsencrypt/renewal-hooks/deploy/turnkit-install-certs.sh",
+        "certbot_coturn_cert_dir": cfg.coturn.cert_dir,
+        "certbot_coturn_user": "turnserver",
+        "certbot_coturn_reload_command": "systemctl kill --signal=SIGUSR2 coturn.service",
+        "certbot_nginx_reload_command": "systemctl reload nginx.service",
+    }
+
+
+def probe_context(cfg: Config, nodes: Sequence[Node]) -> dict[str, Any]:
+    """Variables of the `probe` role."""
+    return {
+        "probe_config_dir": "/etc/turnkit",
+        "probe_secrets_file": "/etc/turnkit/turnkit.secrets.json",
+        "probe_exec": "/opt/turnkit/venv/bin/turnkit",
+        "probe_textfile_dir": "/var/lib/prometheus/node-exporter",
+        "probe_textfile": "/var/lib/prometheus/node-exporter/turnkit_probe.prom",
+        "probe_on_calendar": "*-*-* 03:00:00",
+        "probe_randomized_delay": "30min",
+        "probe_timeout": "10min",
+    }
+
+
+@dataclass(frozen=True)
+class Target:
+    """One rendered file: its template, where it goes (relative), its mode, its role context."""
+
+    template: str
+    dest: str
+    mode: int
+    context: Callable[[Config, Sequence[Node]], dict[str, Any]]
+
+
+#: Region-wide files (the signaling host); per-node coturn files are rendered by `render_node`.
+REGION_TARGETS: tuple[Target, ...] = (
+    Target("nginx/nginx.conf.j2", "signaling/nginx/nginx.conf", 0o644, nginx_context),
+    Target("systemd/turnkit-signaling@.service.j2", "signaling/systemd/turnkit-signaling@.service", 0o644,
+           signaling_context),
+    Target("systemd/turnkit-probe.service.j2", "signaling/systemd/turnkit-probe.service", 0o644, probe_context),
+    Target("systemd/turnkit-probe.timer.j2", "signaling/systemd/turnkit-probe.timer", 0o644, probe_context),
+    Target("certbot/cli.ini.j2", "signaling/letsencrypt/cli.ini", 0o644, certbot_context),
+    Target("certbot/deploy-hook.sh.j2", "signaling/letsencrypt/renewal-hooks/deploy/turnkit-install-certs.sh",
+           0o755, certbot_context),
+)  # fmt: skip
+
+#: Per-node files: (template, destination under `<node>/`, mode).
+NODE_TARGETS: tuple[tuple[str, str, int], ...] = (
+    ("coturn/turnserver.conf.j2", "turnserver.conf", 0o640),
+    ("coturn/coturn-override.conf.j2", "systemd/coturn.service.d/turnkit.conf", 0o644),
+)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    content: str
+    mode: int
+
+
+def environment(template_dir: Path) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_dir)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def render_template(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
+    try:
+        return env.get_template(name).render({"turnkit_header": HEADER, **context})
+    except jinja2.TemplateNotFound:
+        raise RenderError(f"template `{name}` not found in {env.loader.searchpath}") from None  # type: ignore[union-attr]
+    except jinja2.UndefinedError as exc:
+        raise RenderError(f"template `{name}`: {exc.message}") from None
+
+
+def render_node(
+    env: jinja2.Environment,
+    cfg: Config,
+    node: Node,
+    secrets: Sequence[str],
+    coturn_version: str,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Rendered]:
+    """coturn files for one node, keyed `<node>/<dest>`."""
+    context = {**coturn_context(cfg, node, secrets, coturn_version), **(overrides or {})}
+    return {f"{node.name}/{dest}": Rendered(render_template(env, tpl, context), mode) for tpl, dest, mode in NODE_TARGETS}
+
+
+def render_region(
+    cfg: Config,
+    nodes: Sequence[Node],
+    secrets: Sequence[str],
+    coturn_version: str,
+    template_dir: Path,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Rendered]:
+    """Every file of a region: per node coturn, and the signaling host's nginx/systemd/certbot."""
+    if not secrets:
+        raise RenderError("no TURN secrets to render (run `turnkit secret init`)")
+    env = environment(template_dir)
+    files: dict[str, Rendered] = {}
+    for node in nodes:
+        files.update(render_node(env, cfg, node, secrets, coturn_version, overrides))
+    for target in REGION_TARGETS:
+        context = {**target.context(cfg, nodes), **(overrides or {})}
+        files[target.dest] = Rendered(render_template(env, target.template, context), target.mode)
+    return files
