@@ -25,7 +25,9 @@ MIN_TTL = 60
 MAX_TTL = 48 * 3600
 
 _NAME = r"^[a-z][a-z0-9-]{0,31}$"
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Ttl = Annotated[int, Field(ge=MIN_TTL, le=MAX_TTL)]

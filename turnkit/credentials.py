@@ -95,7 +95,9 @@ def verify(username: str, password: str, secrets: Iterable[str], now: int) -> Ve
     return Verdict.OK if expires_at > now else Verdict.EXPIRED
 
 
-def ice_servers(credential: TurnCredential, stun_urls: Sequence[str], turn_urls: Sequence[str]) -> list[dict[str, object]]:
+def ice_servers(
+    credential: TurnCredential, stun_urls: Sequence[str], turn_urls: Sequence[str]
+) -> list[dict[str, object]]:
     """RTCIceServer[] ready for `new RTCPeerConnection({iceServers})`."""
     servers: list[dict[str, object]] = []
     if stun_urls:

@@ -231,7 +231,9 @@ def render_node(
 ) -> dict[str, Rendered]:
     """coturn files for one node, keyed `<node>/<dest>`."""
     context = {**coturn_context(cfg, node, secrets, coturn_version), **(overrides or {})}
-    return {f"{node.name}/{dest}": Rendered(render_template(env, tpl, context), mode) for tpl, dest, mode in NODE_TARGETS}
+    return {
+        f"{node.name}/{dest}": Rendered(render_template(env, tpl, context), mode) for tpl, dest, mode in NODE_TARGETS
+    }
 
 
 def render_region(

@@ -10,7 +10,9 @@ from turnkit import config as config_mod
 from turnkit import keyring
 from turnkit.config import Config
 
-CONFIG_OPTION = typer.Option(Path("turnkit.toml"), "--config", "-c", help="Path to turnkit.toml.", envvar="TURNKIT_CONFIG")
+CONFIG_OPTION = typer.Option(
+    Path("turnkit.toml"), "--config", "-c", help="Path to turnkit.toml.", envvar="TURNKIT_CONFIG"
+)
 JSON_OPTION = typer.Option(False, "--json", help="Machine-readable JSON on stdout.")
 
 

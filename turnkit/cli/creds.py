@@ -32,12 +32,23 @@ def issue(
     region_name = region or cfg.signaling.default_region or next(iter(cfg.regions), None)
     node_list = nodes.region_nodes(cfg, region_name) if region_name else []
     servers = credentials.ice_servers(cred, nodes.stun_urls(cfg, node_list), nodes.turn_urls(cfg, node_list))
-    output.emit_json({"iceServers": servers, "username": cred.username, "password": cred.password,
-                      "ttl": cred.ttl, "expiresAt": cred.expires_at})
+    output.emit_json(
+        {
+            "iceServers": servers,
+            "username": cred.username,
+            "password": cred.password,
+            "ttl": cred.ttl,
+            "expiresAt": cred.expires_at,
+        }
+    )
 
 
-_VERDICT_EXIT = {Verdict.OK: ExitCode.OK, Verdict.EXPIRED: ExitCode.CHECK_FAILED,
-                 Verdict.WRONG: ExitCode.CHECK_FAILED, Verdict.MALFORMED: ExitCode.USAGE}
+_VERDICT_EXIT = {
+    Verdict.OK: ExitCode.OK,
+    Verdict.EXPIRED: ExitCode.CHECK_FAILED,
+    Verdict.WRONG: ExitCode.CHECK_FAILED,
+    Verdict.MALFORMED: ExitCode.USAGE,
+}
 
 
 @creds_app.command("verify")

@@ -22,7 +22,9 @@ def write_tree(out: Path, files: dict[str, render.Rendered]) -> None:
 def render_cmd(
     region: str = typer.Option(..., "--region", "-r", help="Region from turnkit.toml."),
     out: Path = typer.Option(..., "--out", "-o", help="Directory to write into."),
-    coturn_version: str | None = typer.Option(None, "--coturn-version", help="Target coturn version (default: detect)."),
+    coturn_version: str | None = typer.Option(
+        None, "--coturn-version", help="Target coturn version (default: detect)."
+    ),
     config: Path = CONFIG_OPTION,
     json_: bool = JSON_OPTION,
 ) -> None:

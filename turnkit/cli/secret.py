@@ -24,7 +24,9 @@ def _state(s: keyring.Secret) -> str:
 
 
 @secret_app.command("init")
-def init(config: Path = CONFIG_OPTION, force: bool = typer.Option(False, "--force", help="Replace an existing keyring.")) -> None:
+def init(
+    config: Path = CONFIG_OPTION, force: bool = typer.Option(False, "--force", help="Replace an existing keyring.")
+) -> None:
     """Create the keyring with one primary secret (file mode 0600).
 
     Example: turnkit secret init
@@ -54,7 +56,9 @@ def rotate(
 
 
 @secret_app.command("promote")
-def promote(secret_id: str = typer.Argument(..., help="Id from `turnkit secret list`."), config: Path = CONFIG_OPTION) -> None:
+def promote(
+    secret_id: str = typer.Argument(..., help="Id from `turnkit secret list`."), config: Path = CONFIG_OPTION
+) -> None:
     """Make a staged secret the one that issues credentials.
 
     Example: turnkit secret promote s1764000000-ab12
@@ -68,7 +72,9 @@ def promote(secret_id: str = typer.Argument(..., help="Id from `turnkit secret l
 @secret_app.command("prune")
 def prune(
     config: Path = CONFIG_OPTION,
-    grace: int | None = typer.Option(None, "--grace", help="Seconds after retirement to keep a secret (default: max_ttl)."),
+    grace: int | None = typer.Option(
+        None, "--grace", help="Seconds after retirement to keep a secret (default: max_ttl)."
+    ),
 ) -> None:
     """Drop retired secrets whose credentials have all expired.
 
@@ -77,7 +83,9 @@ def prune(
     cfg = load_config(config)
     if grace is not None and grace < 0:
         raise InputError(f"--grace: must be ≥ 0, got {grace}")
-    ring, dropped = keyring.prune(keyring.load(cfg.secrets_path), clock.now(), cfg.project.max_ttl if grace is None else grace)
+    ring, dropped = keyring.prune(
+        keyring.load(cfg.secrets_path), clock.now(), cfg.project.max_ttl if grace is None else grace
+    )
     keyring.save(cfg.secrets_path, ring)
     output.info(f"pruned {len(dropped)} secret(s){': ' + ', '.join(s.id for s in dropped) if dropped else ''}")
 
