@@ -11,7 +11,7 @@ import hmac
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from turnkit.config import MAX_TTL, MIN_TTL
 from turnkit.errors import InputError
@@ -32,7 +32,7 @@ class TurnCredential:
         return f"TurnCredential(username={self.username!r}, password=<redacted>, expires_at={self.expires_at})"
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     """What `verify` concluded about a username/password pair."""
 
     OK = "ok"
