@@ -1,0 +1,57 @@
+# turnkit: `make demo` runs the local TURN + signaling stack and probes it; `make test` runs every check.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := coturn nginx libnginx-mod-stream redis-server certbot pebble chromium prometheus \
+                debootstrap systemd openssl wrk iproute2
+DEMO_DIR ?= demo
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup system venv demo down test lint typecheck unit bench clean
+
+setup: system venv
+
+# Debian packages for the real daemons the tests and the demo run (skipped when all are present).
+system:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  rm -f /usr/sbin/policy-rc.d; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: setup
+	mkdir -p $(DEMO_DIR)
+	test -f $(DEMO_DIR)/turnkit.toml || $(VENV)/bin/turnkit init $(DEMO_DIR)/turnkit.toml
+	cd $(DEMO_DIR) && ../$(VENV)/bin/turnkit deploy --region local
+
+down:
+	cd $(DEMO_DIR) && ../$(VENV)/bin/turnkit down --region local
+
+lint: venv
+	$(VENV)/bin/ruff check turnkit signaling tests bench
+	$(VENV)/bin/ruff format --check turnkit signaling tests bench
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+unit: venv
+	$(VENV)/bin/pytest -q
+
+test: setup lint typecheck unit
+
+bench: setup
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache artifacts
