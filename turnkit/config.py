@@ -258,10 +258,12 @@ _MESSAGES: dict[str, str] = {
 
 def _describe(error: Any) -> str:
     """One pydantic error as `key.path: reason, got value`."""
-    loc = ".".join(str(part) for part in error["loc"] if part != "__root__")
+    parts = [str(part) for part in error["loc"] if part != "__root__"]
+    is_key = parts[-1:] == ["[key]"]
+    loc = ".".join(parts[:-1] if is_key else parts)
     kind = error["type"]
     if kind in _MESSAGES:
-        reason = _MESSAGES[kind].format(**error.get("ctx", {}))
+        reason = ("name " if is_key else "") + _MESSAGES[kind].format(**error.get("ctx", {}))
     else:
         reason = str(error["msg"]).removeprefix("Value error, ")
         if ": " in reason and reason.split(": ", 1)[0].isidentifier():

@@ -23,14 +23,18 @@ HEADER = f"Managed by turnkit {__version__}; local changes are overwritten on th
 DEFAULT_COTURN_VERSION = "4.6.1"
 
 #: Peer addresses a relay must never reach (RFC 6890 special-purpose registries, cloud
-#: metadata at 169.254.169.254, and IPv4-mapped IPv6, CVE-2026-27624 on coturn < 4.9).
+#: metadata at 169.254.169.254, and IPv4-mapped IPv6, CVE-2026-27624 on coturn < 4.9). Not "::":
+#: coturn 4.6.1 reads a lone `denied-peer-ip=::` as "deny every peer" (seen in tests/test_coturn.py).
 DENIED_PEER_NETWORKS: tuple[str, ...] = (
     "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
     "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",
     "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
-    "::/128", "::1/128", "::ffff:0:0/96", "64:ff9b::/96", "100::/64", "2001::/23", "2001:db8::/32",
+    "::1/128", "::ffff:0:0/96", "64:ff9b::/96", "100::/64", "2001::/23", "2001:db8::/32",
     "fc00::/7", "fe80::/10", "ff00::/8",
 )  # fmt: skip
+
+#: Ranges a `local` region (allow_loopback_peers) leaves out of the deny list.
+LOOPBACK_NETWORKS = frozenset({"127.0.0.0/8", "::1/128"})
 
 #: Mozilla "intermediate" TLS 1.2 suites (TLS 1.3 suites are always on in OpenSSL).
 CIPHER_LIST = (
@@ -57,6 +61,8 @@ def coturn_context(cfg: Config, node: Node, secrets: Sequence[str], coturn_versi
     """Variables of the `coturn` role for one node."""
     ports, coturn = cfg.ports, cfg.coturn
     listen = node.listen_ip
+    loopback = cfg.region(node.region).allow_loopback_peers
+    denied = [n for n in DENIED_PEER_NETWORKS if not (loopback and n in LOOPBACK_NETWORKS)]
     return {
         "coturn_node_name": node.name,
         "coturn_version": coturn_version,
@@ -79,8 +85,8 @@ def coturn_context(cfg: Config, node: Node, secrets: Sequence[str], coturn_versi
         "coturn_cipher_list": CIPHER_LIST,
         "coturn_legacy_tls_flags": version_tuple(coturn_version) < (4, 7),
         "coturn_tcp_relay": coturn.tcp_relay,
-        "coturn_allow_loopback_peers": cfg.region(node.region).allow_loopback_peers,
-        "coturn_denied_peer_ranges": peer_ranges(),
+        "coturn_allow_loopback_peers": loopback,
+        "coturn_denied_peer_ranges": peer_ranges(denied),
         "coturn_pidfile": "/run/turnserver/turnserver.pid",
         "coturn_log_file": None,
         "coturn_limit_nofile": 1048576,

@@ -1,0 +1,5 @@
+"""`python -m turnkit` runs the CLI."""
+
+from turnkit.cli import main
+
+main()
