@@ -1,0 +1,250 @@
+"""`turnkit deploy`: provision → render → configure (Ansible) → certificates → probe.
+
+Secret rotation is fleet-safe here: when the keyring holds a staged secret, every node is first
+configured to accept all secrets (staged included), only then is the staged secret promoted so
+the signaling service issues with it, and finally the signaling service is updated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from turnkit import clock, credentials, health, keyring, localstack, render, resources
+from turnkit.config import Config
+from turnkit.coturn import target_version
+from turnkit.errors import TurnkitError
+from turnkit.fsutil import atomic_write
+from turnkit.nodes import Node
+from turnkit.provision import Action, provider_for
+
+Progress = Callable[[str], None]
+DEV_TOKEN_TTL = 12 * 3600
+
+
+class DeployError(TurnkitError):
+    """A deploy step failed; the text names the step."""
+
+
+@dataclass
+class NodeResult:
+    """A node and what the probe said about it (None: not probed)."""
+
+    node: Node
+    ok: bool | None = None
+    failed: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.node.to_dict(), "ok": self.ok, "failed": self.failed}
+
+
+@dataclass
+class Report:
+    """What a deploy did and found."""
+
+    region: str
+    actions: list[Action]
+    nodes: list[NodeResult] = field(default_factory=list)
+    promoted: str | None = None
+    demo_url: str | None = None
+    ice_servers: Any = None
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.dry_run or (bool(self.nodes) and all(n.ok for n in self.nodes))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "region": self.region,
+            "ok": self.ok,
+            "dry_run": self.dry_run,
+            "actions": [a.to_dict() for a in self.actions],
+            "nodes": [n.to_dict() for n in self.nodes],
+            "promoted": self.promoted,
+            "demo_url": self.demo_url,
+            "ice_servers": self.ice_servers,
+        }
+
+
+def health_path(cfg: Config) -> Path:
+    """Where probe results are kept for `turnkit status` and the signaling service."""
+    return cfg.resolve(cfg.signaling.health_file) if cfg.signaling.health_file else cfg.state_path / "health.json"
+
+
+# -- secret rotation -------------------------------------------------------------------------
+
+
+def staged_secret(ring: keyring.Keyring) -> keyring.Secret | None:
+    """The newest staged (accepted-only) secret, if a rotation is under way."""
+    return next((s for s in ring.secrets if s.staged), None)
+
+
+def rollout(
+    cfg: Config, push_nodes: Callable[[], None], push_signaling: Callable[[], None], progress: Progress
+) -> str | None:
+    """Push every accepted secret to all nodes, then promote a staged one, then update signaling."""
+    push_nodes()
+    ring = keyring.load(cfg.secrets_path)
+    staged = staged_secret(ring)
+    if staged is None:
+        return None
+    keyring.save(cfg.secrets_path, keyring.promote(ring, staged.id, clock.now()))
+    progress(f"every node accepts secret {staged.id}; promoted it to primary")
+    push_signaling()
+    return staged.id
+
+
+# -- probe ----------------------------------------------------------------------------------
+
+
+def probe(cfg: Config, nodes: Sequence[Node], ca_file: str | None, progress: Progress) -> list[NodeResult]:
+    """Run the probe checks against every node and record health; a node passes when all its checks do."""
+    from turnkit.probe import checks, runner, targets
+    from turnkit.probe.result import Credential, Endpoint
+
+    ring = keyring.load(cfg.secrets_path)
+    secret = ring.primary.value
+
+    def credential_for(endpoint: Endpoint, check: str) -> Credential:
+        cred = credentials.issue("turnkit-probe", secret, clock.now(), cfg.project.ttl)
+        return Credential(cred.username, cred.password, secret)
+
+    endpoints = targets.node_endpoints(cfg, list(nodes))
+    results = asyncio.run(runner.run(endpoints, credential_for, checks.Options(ca_file=ca_file)))
+    by_node = {n.name: NodeResult(n, ok=True) for n in nodes}
+    for r in results:
+        entry = by_node.get(r.node)
+        if entry is not None and not r.ok:
+            entry.ok = False
+            entry.failed.append(f"{r.check}/{r.transport.value}")
+    now = clock.now()
+    health.write_file(
+        health_path(cfg),
+        {health.key(e.node): health.NodeHealth(bool(e.ok), now, tuple(e.failed)) for e in by_node.values()},
+    )
+    passed = sum(1 for r in results if r.ok)
+    progress(f"probe: {passed}/{len(results)} checks passed")
+    return list(by_node.values())
+
+
+# -- local region ---------------------------------------------------------------------------
+
+
+def dev_token(cfg: Config, secret: str, now: int) -> str:
+    """An HS256 JWT for trying the demo page (`sub` = demo); never for production use."""
+    claims: dict[str, Any] = {"sub": "demo", "iat": now, "exp": now + DEV_TOKEN_TTL}
+    if cfg.signaling.jwt.audience:
+        claims["aud"] = cfg.signaling.jwt.audience
+    if cfg.signaling.jwt.issuer:
+        claims["iss"] = cfg.signaling.jwt.issuer
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def fetch_ice_servers(base: str, token: str, timeout: float = 10.0) -> Any:
+    """GET /api/ice-servers from the running signaling service."""
+    req = urllib.request.Request(f"{base}/api/ice-servers", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read())
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise DeployError(f"signaling: GET {base}/api/ice-servers failed: {getattr(exc, 'reason', exc)}") from None
+
+
+def _deploy_local(cfg: Config, region: str, report: Report, progress: Progress) -> None:
+    progress("==> start local services")
+
+    def up() -> None:
+        localstack.up(cfg, region, clock.now(), progress)
+
+    report.promoted = rollout(cfg, up, up, progress)
+    nodes = localstack.local_nodes(cfg, region)
+    lay = localstack.layout(cfg, region)
+    progress("==> probe")
+    report.nodes = probe(cfg, nodes, str(lay.certs / "ca.pem"), progress)
+    token = dev_token(cfg, localstack.jwt_secret(cfg, lay), clock.now())
+    base = f"http://{cfg.signaling.host}:{cfg.signaling.port}"
+    report.demo_url = f"{base}/?token={token}"
+    report.ice_servers = fetch_ice_servers(base, token)
+
+
+# -- cloud and static regions ---------------------------------------------------------------
+
+
+def rendered_dir(cfg: Config, region: str) -> Path:
+    return cfg.state_path / "regions" / region / "rendered"
+
+
+def render_to_state(
+    cfg: Config, region: str, nodes: Sequence[Node], secrets: Sequence[str], progress: Progress
+) -> None:
+    """Render the region's files where the operator can inspect them (0600/0640 as the targets say)."""
+    files = render.render_region(cfg, nodes, sorted(secrets), target_version(cfg), resources.template_dir())
+    out = rendered_dir(cfg, region)
+    for rel, item in sorted(files.items()):
+        atomic_write(out / rel, item.content, mode=item.mode)
+    progress(f"rendered {len(files)} file(s) into {out}")
+
+
+def configure(cfg: Config, region: str, nodes: Sequence[Node], progress: Progress) -> None:
+    """Run the shipped site.yml over the nodes with every accepted secret (Ansible, part of issue 5)."""
+    from turnkit import ansible
+
+    spec = cfg.region(region)
+    ring = keyring.load(cfg.secrets_path)
+    version = target_version(cfg)
+    key = Path(spec.ssh_public_key.removesuffix(".pub")).expanduser()
+    hosts = ansible.turn_hosts(
+        cfg, nodes, version, user=spec.ssh_user, private_key=key if key.exists() else None, certificates=True
+    )
+    inventory = ansible.Inventory(
+        turn=hosts,
+        signaling=hosts[:1],
+        turn_vars=ansible.certbot_vars(cfg, nodes),
+        signaling_vars=ansible.region_vars(cfg, nodes),
+    )
+    secrets = {"coturn_static_auth_secrets": sorted(ring.accepted), "signaling_secrets_json": keyring.to_json(ring)}
+    ansible.run_playbook(inventory, secrets)
+
+
+def _deploy_remote(cfg: Config, region: str, report: Report, progress: Progress) -> None:
+    provider = provider_for(cfg, region)
+    progress("==> provision")
+    nodes = provider.apply(progress)
+    progress("==> render")
+    render_to_state(cfg, region, nodes, keyring.load(cfg.secrets_path).accepted, progress)
+    progress("==> configure with Ansible (coturn, nginx, certbot certificates, signaling, probe)")
+    report.promoted = rollout(
+        cfg, lambda: configure(cfg, region, nodes, progress), lambda: configure(cfg, region, nodes, progress), progress
+    )
+    progress("==> probe")
+    report.nodes = probe(cfg, nodes, None, progress)
+
+
+#: provider → how a region of that kind is deployed.
+DEPLOYERS: dict[str, Callable[[Config, str, Report, Progress], None]] = {
+    "local": _deploy_local,
+    "aws": _deploy_remote,
+    "static": _deploy_remote,
+}
+
+
+def deploy(cfg: Config, region: str, progress: Progress, dry_run: bool = False) -> Report:
+    """Take `region` from its current state to a probed fleet (or only plan it with `dry_run`)."""
+    spec = cfg.region(region)
+    progress("==> plan")
+    report = Report(region, provider_for(cfg, region).plan(), dry_run=dry_run)
+    for action in report.actions:
+        progress(f"    {action}")
+    if dry_run:
+        return report
+    DEPLOYERS[spec.provider](cfg, region, report, progress)
+    return report
