@@ -1,0 +1,386 @@
+// turnkit demo call page: a 1:1 WebRTC call over the turnkit signaling protocol v1.
+// The newcomer (who sees a non-empty `users` list in `all-users`) makes the offer; the other side answers.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const ui = {
+    token: $("token"), room: $("room"), newRoom: $("new-room"), relayOnly: $("relay-only"), join: $("join"),
+    share: $("share"), shareRoom: $("share-room"), error: $("error"), status: $("status"), statusText: $("status-text"),
+    localVideo: $("local-video"), remoteVideo: $("remote-video"), placeholder: $("remote-placeholder"),
+    mute: $("mute"), camera: $("camera"), hangup: $("hangup"),
+    statIce: $("stat-ice"), statLocal: $("stat-local"), statRemote: $("stat-remote"), statRtt: $("stat-rtt"),
+    statVideo: $("stat-video"), statExpiry: $("stat-expiry"),
+  };
+
+  const STATUS_TEXT = {
+    idle: "Not connected",
+    connecting: "Connecting…",
+    waiting: "Waiting for someone to join",
+    calling: "Setting up the call…",
+    connected: "Connected",
+    error: "Error",
+  };
+  const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
+  const STATS_INTERVAL_MS = 1000;
+
+  // Read-only view of the call for people and tests (no DOM scraping needed).
+  const demo = {
+    state: "idle", you: null, room: null, peer: null, relayOnly: false,
+    iceServers: [], expiresAt: null, iceState: null, stats: null, errors: [], pc: null,
+  };
+  window.turnkitDemo = demo;
+
+  let ws = null;
+  let pc = null;
+  let localStream = null;
+  let pending = []; // ICE candidates that arrived before the remote description: {from, candidate}
+  let statsTimer = null;
+  let inbox = Promise.resolve(); // serialises message handling so async steps never interleave
+
+  function setState(state, text) {
+    demo.state = state;
+    ui.status.dataset.state = state;
+    ui.statusText.textContent = text || STATUS_TEXT[state];
+    const inCall = state !== "idle" && state !== "error";
+    ui.join.disabled = inCall;
+    ui.token.disabled = ui.room.disabled = ui.newRoom.disabled = ui.relayOnly.disabled = inCall;
+    ui.mute.disabled = ui.camera.disabled = ui.hangup.disabled = !inCall;
+  }
+
+  function showError(message) {
+    demo.errors.push(message);
+    ui.error.textContent = message;
+    ui.error.hidden = false;
+  }
+
+  function clearError() {
+    ui.error.hidden = true;
+    ui.error.textContent = "";
+  }
+
+  function send(message) {
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(message));
+  }
+
+  function rtcConfig() {
+    return { iceServers: demo.iceServers, iceTransportPolicy: demo.relayOnly ? "relay" : "all" };
+  }
+
+  async function ensureMedia() {
+    if (!localStream) {
+      localStream = await navigator.mediaDevices.getUserMedia({ video: true, audio: true });
+      ui.localVideo.srcObject = localStream;
+      syncToggles();
+    }
+    return localStream;
+  }
+
+  function stopMedia() {
+    if (localStream) localStream.getTracks().forEach((t) => t.stop());
+    localStream = null;
+    ui.localVideo.srcObject = null;
+  }
+
+  // ---- peer connection -------------------------------------------------------------------------
+
+  function createPeer(peerId) {
+    const early = pending.filter((p) => p.from === peerId);
+    closePeer();
+    pending = early;
+    demo.peer = peerId;
+    pc = new RTCPeerConnection(rtcConfig());
+    demo.pc = pc;
+    const conn = pc;
+    localStream.getTracks().forEach((track) => conn.addTrack(track, localStream));
+    conn.onicecandidate = (e) => {
+      send({ type: "ice-candidate", to: peerId, candidate: e.candidate ? e.candidate.toJSON() : null });
+    };
+    conn.ontrack = (e) => {
+      ui.remoteVideo.srcObject = e.streams[0] || new MediaStream([e.track]);
+      ui.placeholder.hidden = true;
+    };
+    conn.oniceconnectionstatechange = () => {
+      demo.iceState = conn.iceConnectionState;
+      ui.statIce.textContent = conn.iceConnectionState;
+    };
+    conn.onconnectionstatechange = () => {
+      if (conn !== pc) return;
+      const s = conn.connectionState;
+      if (s === "connected") setState("connected");
+      else if (s === "failed") {
+        showError(demo.relayOnly
+          ? "Call failed: no relay path. Are the TURN servers reachable and the credentials valid?"
+          : "Call failed: no network path between the peers (try again with TURN relays reachable).");
+        setState("waiting", "Call failed");
+      }
+    };
+    statsTimer = setInterval(() => collectStats(conn).catch(() => {}), STATS_INTERVAL_MS);
+    return conn;
+  }
+
+  function closePeer() {
+    if (statsTimer) clearInterval(statsTimer);
+    statsTimer = null;
+    if (pc) pc.close();
+    pc = demo.pc = null;
+    demo.peer = null;
+    demo.iceState = null;
+    pending = [];
+    ui.remoteVideo.srcObject = null;
+    ui.placeholder.hidden = false;
+    ui.statIce.textContent = "–";
+  }
+
+  async function addCandidate(candidate) {
+    try {
+      await pc.addIceCandidate(candidate === null ? undefined : candidate);
+    } catch (err) {
+      if (candidate !== null) showError(`Could not use a remote ICE candidate: ${err.message}`);
+    }
+  }
+
+  async function flushCandidates() {
+    const queued = pending.filter((p) => p.from === demo.peer);
+    pending = [];
+    for (const p of queued) await addCandidate(p.candidate);
+  }
+
+  function description(d) {
+    return { type: d.type, sdp: d.sdp };
+  }
+
+  // ---- signaling messages (server -> client), one handler per type -----------------------------
+
+  const handlers = {
+    "all-users": async (m) => {
+      demo.you = m.you;
+      demo.room = m.room;
+      applyIceServers(m.iceServers, m.expiresAt);
+      ui.shareRoom.textContent = m.room;
+      ui.share.hidden = false;
+      setState("waiting");
+      if (m.users.length > 0) {
+        const conn = createPeer(m.users[0]);
+        setState("calling");
+        const offer = await conn.createOffer();
+        await conn.setLocalDescription(offer);
+        send({ type: "offer", to: demo.peer, sdp: description(conn.localDescription) });
+      }
+    },
+    "user-joined": async (m) => {
+      setState("calling", "Someone joined, setting up the call…");
+      demo.peer = demo.peer || m.id;
+    },
+    offer: async (m) => {
+      if (!pc || demo.peer !== m.from) createPeer(m.from);
+      setState("calling");
+      await pc.setRemoteDescription(m.sdp);
+      await flushCandidates();
+      const answer = await pc.createAnswer();
+      await pc.setLocalDescription(answer);
+      send({ type: "answer", to: m.from, sdp: description(pc.localDescription) });
+    },
+    answer: async (m) => {
+      if (!pc || demo.peer !== m.from) return;
+      await pc.setRemoteDescription(m.sdp);
+      await flushCandidates();
+    },
+    "ice-candidate": async (m) => {
+      if (pc && demo.peer === m.from && pc.remoteDescription) await addCandidate(m.candidate);
+      else pending.push({ from: m.from, candidate: m.candidate });
+    },
+    "user-left": async (m) => {
+      if (m.id !== demo.peer) return;
+      closePeer();
+      setState("waiting", "The other side left; waiting for someone to join");
+    },
+    "ice-servers": async (m) => {
+      applyIceServers(m.iceServers, m.expiresAt);
+    },
+    error: async (m) => {
+      showError(`Server: ${m.message} (${m.code}${m.ref ? `, in ${m.ref}` : ""})`);
+      if (m.code === "room-full" && demo.state === "connecting") {
+        hangUp();
+        setState("error", "Room is full");
+      }
+    },
+  };
+
+  function applyIceServers(servers, expiresAt) {
+    demo.iceServers = servers || [];
+    demo.expiresAt = expiresAt || null;
+    ui.statExpiry.textContent = expiresAt ? `valid until ${new Date(expiresAt * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}` : "–";
+    if (pc) pc.setConfiguration(rtcConfig());
+  }
+
+  function onMessage(event) {
+    let message;
+    try {
+      message = JSON.parse(event.data);
+    } catch {
+      showError("Server sent a frame that is not JSON");
+      return;
+    }
+    const handler = handlers[message.type];
+    if (!handler) return; // newer server, unknown event: ignore
+    inbox = inbox.then(() => handler(message)).catch((err) => showError(`${message.type}: ${err.message || err}`));
+  }
+
+  // ---- user actions ----------------------------------------------------------------------------
+
+  async function explainRefusal(token) {
+    // Browsers hide the HTTP 401 body of a refused WebSocket upgrade; the HTTP API shares the auth check.
+    try {
+      const r = await fetch("/api/ice-servers", { headers: { Authorization: `Bearer ${token}` } });
+      if (!r.ok) {
+        const body = await r.json().catch(() => ({}));
+        return body.error ? `Signaling refused the token: ${body.error}` : `Signaling refused the connection (HTTP ${r.status})`;
+      }
+    } catch {
+      // fall through to the generic message
+    }
+    return "Could not reach the signaling server";
+  }
+
+  async function join() {
+    clearError();
+    const token = ui.token.value.trim();
+    const room = ui.room.value.trim();
+    if (!token) return showError("Paste an access token (JWT) first");
+    if (!ROOM_RE.test(room)) return showError("Room names are 1–64 letters, digits, '-' or '_'");
+    demo.relayOnly = ui.relayOnly.checked;
+    setState("connecting");
+    try {
+      await ensureMedia();
+    } catch (err) {
+      setState("error", "No camera or microphone");
+      return showError(`Camera/microphone: ${err.message || err.name}`);
+    }
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const socket = new WebSocket(`${scheme}://${location.host}/ws?token=${encodeURIComponent(token)}`);
+    ws = socket;
+    let opened = false;
+    socket.onopen = () => {
+      opened = true;
+      send({ type: "join-room", room });
+    };
+    socket.onmessage = onMessage;
+    socket.onclose = async (e) => {
+      if (socket !== ws) return; // an older, deliberately closed socket
+      ws = null;
+      closePeer();
+      setState("error", "Disconnected");
+      showError(opened ? `Signaling connection closed (code ${e.code}${e.reason ? `: ${e.reason}` : ""})` : await explainRefusal(token));
+    };
+  }
+
+  function hangUp() {
+    send({ type: "leave-room" });
+    closePeer();
+    const socket = ws;
+    ws = null;
+    if (socket) socket.close(1000, "hang up");
+    stopMedia();
+    demo.you = demo.room = null;
+    ui.share.hidden = true;
+    setState("idle");
+  }
+
+  function syncToggles() {
+    const audio = localStream ? localStream.getAudioTracks() : [];
+    const video = localStream ? localStream.getVideoTracks() : [];
+    const muted = audio.length > 0 && !audio[0].enabled;
+    const camOff = video.length > 0 && !video[0].enabled;
+    ui.mute.textContent = muted ? "Unmute" : "Mute";
+    ui.mute.classList.toggle("active", muted);
+    ui.camera.textContent = camOff ? "Camera on" : "Camera off";
+    ui.camera.classList.toggle("active", camOff);
+    demo.muted = muted;
+    demo.cameraOff = camOff;
+  }
+
+  function toggle(kind) {
+    if (!localStream) return;
+    const tracks = kind === "audio" ? localStream.getAudioTracks() : localStream.getVideoTracks();
+    tracks.forEach((t) => { t.enabled = !t.enabled; });
+    syncToggles();
+  }
+
+  function newRoomName() {
+    const bytes = crypto.getRandomValues(new Uint8Array(4));
+    ui.room.value = `room-${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+  }
+
+  // ---- stats -----------------------------------------------------------------------------------
+
+  async function collectStats(conn) {
+    const report = await conn.getStats();
+    const byId = new Map();
+    report.forEach((s) => byId.set(s.id, s));
+    let pair = null;
+    report.forEach((s) => {
+      if (s.type === "transport" && s.selectedCandidatePairId) pair = byId.get(s.selectedCandidatePairId) || pair;
+    });
+    if (!pair) {
+      report.forEach((s) => {
+        if (!pair && s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pair = s;
+      });
+    }
+    let video = null;
+    report.forEach((s) => {
+      if (s.type === "inbound-rtp" && s.kind === "video") video = s;
+    });
+    const local = pair ? byId.get(pair.localCandidateId) : null;
+    const remote = pair ? byId.get(pair.remoteCandidateId) : null;
+    demo.stats = {
+      at: Date.now(),
+      localCandidateType: local ? local.candidateType : null,
+      localProtocol: local ? local.protocol : null,
+      relayProtocol: local ? local.relayProtocol || null : null,
+      remoteCandidateType: remote ? remote.candidateType : null,
+      rtt: pair && pair.currentRoundTripTime !== undefined ? pair.currentRoundTripTime : null,
+      bytesSent: pair ? pair.bytesSent : 0,
+      bytesReceived: pair ? pair.bytesReceived : 0,
+      framesDecoded: video ? video.framesDecoded || 0 : 0,
+      frameWidth: video ? video.frameWidth || 0 : 0,
+      frameHeight: video ? video.frameHeight || 0 : 0,
+    };
+    renderStats(demo.stats);
+  }
+
+  function renderStats(s) {
+    const kind = (type, proto) => (type ? `${type}${proto ? ` (${proto})` : ""}` : "–");
+    ui.statLocal.textContent = kind(s.localCandidateType, s.relayProtocol || s.localProtocol);
+    ui.statRemote.textContent = kind(s.remoteCandidateType, null);
+    ui.statRtt.textContent = s.rtt === null ? "–" : `${(s.rtt * 1000).toFixed(1)} ms`;
+    ui.statVideo.textContent = s.framesDecoded ? `${s.frameWidth}×${s.frameHeight}, ${s.framesDecoded} frames` : "–";
+  }
+
+  // ---- wiring ----------------------------------------------------------------------------------
+
+  function prefill() {
+    const params = new URLSearchParams(location.search);
+    if (params.get("token")) ui.token.value = params.get("token");
+    if (params.get("room")) ui.room.value = params.get("room");
+    if (params.get("relay") === "1") ui.relayOnly.checked = true;
+    if (params.has("token")) {
+      // Keep the bearer token out of the address bar, history and screenshots.
+      params.delete("token");
+      const rest = params.toString();
+      history.replaceState(null, "", `${location.pathname}${rest ? `?${rest}` : ""}`);
+    }
+    if (!ui.room.value) newRoomName();
+  }
+
+  ui.join.addEventListener("click", () => { join(); });
+  ui.room.addEventListener("keydown", (e) => { if (e.key === "Enter" && !ui.join.disabled) join(); });
+  ui.newRoom.addEventListener("click", newRoomName);
+  ui.hangup.addEventListener("click", hangUp);
+  ui.mute.addEventListener("click", () => toggle("audio"));
+  ui.camera.addEventListener("click", () => toggle("video"));
+  window.addEventListener("beforeunload", () => send({ type: "leave-room" }));
+
+  prefill();
+  setState("idle");
+})();

@@ -1,0 +1,164 @@
+"""A real call stack for end-to-end tests: coturn + `turnkit signaling serve` on loopback, and JWTs for it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import jwt
+
+from tests.daemons import Coturn, free_port, local_config, start_coturn, wait_port
+from turnkit import keyring
+
+#: Generous: the stack must come up on a loaded 2-core machine.
+START_TIMEOUT = 30.0
+
+_TOML = """\
+[project]
+domain = "turn.example.test"
+secrets_file = "turnkit.secrets.json"
+state_dir = ".turnkit"
+
+[ports]
+listening = {listening}
+tls = {tls}
+
+[signaling]
+host = "127.0.0.1"
+port = {port}
+default_region = "local"
+
+[regions.local]
+provider = "local"
+allow_loopback_peers = true
+"""
+
+
+@dataclass
+class Stack:
+    """A running coturn and signaling server sharing one TURN secret; `token()` mints client JWTs."""
+
+    coturn: Coturn
+    port: int
+    jwt_secret: str = field(repr=False)
+    config: Path
+    log: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ws_url(self, token: str) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws?token={token}"
+
+    def token(self, sub: str, ttl: int = 900) -> str:
+        now = int(time.time())
+        return jwt.encode({"sub": sub, "iat": now, "exp": now + ttl}, self.jwt_secret, algorithm="HS256")
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@contextlib.contextmanager
+def verbose_coturn(tmp: Path, turn_secret: str) -> Iterator[Coturn]:
+    """The rendered test coturn (loopback peers allowed), restarted with `verbose` so its log names each allocation.
+
+    Without `verbose` coturn 4.6 logs nothing per session; the turnkit template has no switch for it.
+    """
+    (tmp / "coturn").mkdir(parents=True, exist_ok=True)
+    server = start_coturn(local_config(tmp / "coturn"), [turn_secret], tmp / "coturn")
+    server.stop()
+    with server.conf.open("a") as conf:
+        conf.write("verbose\n")
+    proc = subprocess.Popen(
+        ["turnserver", "-c", str(server.conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    server = replace(server, proc=proc)
+    try:
+        wait_port(server.port, timeout=START_TIMEOUT)
+        wait_port(server.tls_port, timeout=START_TIMEOUT)
+        yield server
+    finally:
+        server.stop()
+
+
+def write_config(workdir: Path, turn: Coturn, port: int, turn_secret: str) -> Path:
+    """turnkit.toml whose `local` region points at the running coturn, plus its keyring."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "turnkit.toml"
+    path.write_text(_TOML.format(listening=turn.port, tls=turn.tls_port, port=port))
+    ring = keyring.Keyring((keyring.new_secret(int(time.time()), primary=True, token=turn_secret),))
+    keyring.save(workdir / "turnkit.secrets.json", ring)
+    return path
+
+
+def server_command(config: Path, port: int) -> list[str]:
+    turnkit = Path(sys.executable).parent / "turnkit"
+    return [str(turnkit), "signaling", "serve", "--host", "127.0.0.1", "--port", str(port), "--config", str(config)]
+
+
+def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"signaling server exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
+        with (
+            contextlib.suppress(OSError, urllib.error.URLError),
+            urllib.request.urlopen(f"{url}/healthz", timeout=2) as resp,
+        ):
+            if resp.status == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"signaling server not healthy after {START_TIMEOUT}s:\n{log.read_text(errors='replace')}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@contextlib.contextmanager
+def call_stack(tmp: Path) -> Iterator[Stack]:
+    """Start coturn (loopback peers allowed) and the signaling server on free loopback ports."""
+    turn_secret, jwt_secret = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    with verbose_coturn(tmp, turn_secret) as turn:
+        port = free_port()
+        config = write_config(tmp / "signaling", turn, port, turn_secret)
+        log = tmp / "signaling" / "server.log"
+        env = {**_base_env(), "TURNKIT_JWT_SECRET": jwt_secret}
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                server_command(config, port),
+                cwd=config.parent,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            _wait_healthy(proc, f"http://127.0.0.1:{port}", log)
+            yield Stack(turn, port, jwt_secret, config, log)
+        finally:
+            _stop(proc)
+
+
+def _base_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("TURNKIT_")}

@@ -1,0 +1,168 @@
+"""The demo call page in real headless Chromium, calling through a real coturn relay (issue 3)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import TimeoutError as PlaywrightTimeout
+
+from tests.signaling.callpeer import CallPeer
+from tests.signaling.callstack import Stack, call_stack
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-gpu",
+    "--disable-quic",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+CALL_TIMEOUT_MS = 30_000
+
+#: Both sides connected, the selected pair known, and remote video actually decoded and shown.
+CALL_UP = """() => {
+  const d = window.turnkitDemo, v = document.getElementById("remote-video");
+  return d.state === "connected" && d.stats !== null && d.stats.localCandidateType !== null
+    && d.stats.framesDecoded > 0 && v.videoWidth > 0;
+}"""
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with call_stack(tmp_path_factory.mktemp("browser-call")) as running:
+        yield running
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+async def open_page(browser: Browser, stack: Stack, sub: str, token: str | None = None) -> Page:
+    context = await browser.new_context(viewport={"width": 1280, "height": 760})
+    page = await context.new_page()
+    await page.goto(f"{stack.base_url}/?token={token or stack.token(sub)}")
+    return page
+
+
+async def join(page: Page, room: str, relay_only: bool = True) -> None:
+    await page.fill("#room", room)
+    if relay_only != await page.is_checked("#relay-only"):
+        await page.click("label.switch")  # the toggle is a styled label, as a user clicks it
+    assert await page.is_checked("#relay-only") == relay_only
+    await page.click("#join")
+
+
+async def demo_state(page: Page) -> dict[str, Any]:
+    state: dict[str, Any] = await page.evaluate(
+        "() => { const { pc, ...rest } = window.turnkitDemo; return JSON.parse(JSON.stringify(rest)); }"
+    )
+    return state
+
+
+async def wait_for(page: Page, predicate: str, stack: Stack, what: str) -> None:
+    """Wait for a JS predicate; on timeout fail with the page's state and the server log, not just 'timeout'."""
+    try:
+        await page.wait_for_function(predicate, timeout=CALL_TIMEOUT_MS, polling=250)
+    except PlaywrightTimeout:
+        state = await demo_state(page)
+        pytest.fail(f"{what}: not reached; page state {json.dumps(state)}\nserver log:\n{stack.log_text()[-2000:]}")
+
+
+def allocations_for(log: str, user: str) -> list[str]:
+    """coturn log lines that record a successful ALLOCATE by a TURN REST user `<expiry>:<user>`."""
+    pattern = re.compile(rf"user <\d+:{re.escape(user)}>.*ALLOCATE processed, success")
+    return [line for line in log.splitlines() if pattern.search(line)]
+
+
+async def test_two_browsers_call_through_coturn_relay(browser: Browser, stack: Stack) -> None:
+    alice = await open_page(browser, stack, "alice")
+    bob = await open_page(browser, stack, "bob")
+    assert "token=" not in alice.url  # the page moves the bearer token out of the address bar
+
+    await join(alice, "relay-call")
+    await wait_for(alice, "() => window.turnkitDemo.state === 'waiting'", stack, "alice alone in the room")
+    await join(bob, "relay-call")
+    for page, name in ((alice, "alice"), (bob, "bob")):
+        await wait_for(page, CALL_UP, stack, f"{name}'s call with remote video")
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    await alice.screenshot(path=str(ARTIFACTS / "browser-call-relay.png"))
+    for page in (alice, bob):
+        state = await demo_state(page)
+        assert state["errors"] == []
+        assert state["stats"]["localCandidateType"] == "relay"
+        assert state["stats"]["remoteCandidateType"] == "relay"
+        urls = [u for server in state["iceServers"] for u in server["urls"]]
+        assert f"turn:127.0.0.1:{stack.coturn.port}?transport=udp" in urls
+        assert await page.evaluate("() => window.turnkitDemo.pc.getConfiguration().iceTransportPolicy") == "relay"
+        assert await page.evaluate("() => document.getElementById('remote-video').videoWidth") > 0
+    assert allocations_for(stack.coturn.log_text(), "alice"), "coturn logged no allocation for alice"
+    assert allocations_for(stack.coturn.log_text(), "bob"), "coturn logged no allocation for bob"
+
+
+async def test_controls_and_hang_up(browser: Browser, stack: Stack) -> None:
+    alice = await open_page(browser, stack, "carol")
+    bob = await open_page(browser, stack, "dave")
+    await join(alice, "hangup-call")
+    await wait_for(alice, "() => window.turnkitDemo.state === 'waiting'", stack, "carol alone in the room")
+    await join(bob, "hangup-call")
+    await wait_for(bob, CALL_UP, stack, "dave's call")
+
+    await bob.click("#mute")
+    await bob.click("#camera")
+    tracks = await bob.evaluate(
+        "() => window.turnkitDemo.pc.getSenders().map(s => [s.track.kind, s.track.enabled]).sort()"
+    )
+    assert tracks == [["audio", False], ["video", False]]
+    assert await bob.text_content("#mute") == "Unmute"
+    await bob.click("#mute")
+    assert await bob.evaluate("() => window.turnkitDemo.muted") is False
+
+    await bob.click("#hangup")
+    await wait_for(
+        alice,
+        "() => window.turnkitDemo.state === 'waiting' && window.turnkitDemo.pc === null",
+        stack,
+        "carol sees the hang-up",
+    )
+    assert (await demo_state(bob))["state"] == "idle"
+    assert await alice.evaluate("() => document.getElementById('remote-video').srcObject") is None
+
+
+async def test_refused_token_is_explained(browser: Browser, stack: Stack) -> None:
+    page = await open_page(browser, stack, "eve", token="not-a-jwt")
+    await join(page, "refused")
+    await wait_for(page, "() => window.turnkitDemo.state === 'error'", stack, "refusal shown")
+    state = await demo_state(page)
+    assert len(state["errors"]) == 1
+    assert state["errors"][0].startswith("Signaling refused the token: ")
+    assert await page.is_visible("#error")
+
+
+async def test_full_room_error_is_shown(browser: Browser, stack: Stack) -> None:
+    async with CallPeer(stack.ws_url(stack.token("p1"))) as p1, CallPeer(stack.ws_url(stack.token("p2"))) as p2:
+        await p1.join("full-room")
+        await p2.join("full-room")
+        page = await open_page(browser, stack, "mallory")
+        await join(page, "full-room")
+        await wait_for(page, "() => window.turnkitDemo.state === 'error'", stack, "room-full shown")
+        state = await demo_state(page)
+        assert len(state["errors"]) == 1
+        assert "(room-full, in join-room)" in state["errors"][0]
+        assert await page.text_content("#status-text") == "Room is full"
