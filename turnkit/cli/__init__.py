@@ -5,12 +5,11 @@ from __future__ import annotations
 import importlib
 import sys
 
-import click
 import typer
 
 from turnkit import __version__
 from turnkit.cli import output
-from turnkit.errors import ExitCode, TurnkitError
+from turnkit.errors import TurnkitError
 
 #: Modules with a `register(app)` function, in the order their commands show in --help.
 COMMAND_MODULES = (
@@ -18,6 +17,7 @@ COMMAND_MODULES = (
     "turnkit.cli.secret",
     "turnkit.cli.creds",
     "turnkit.cli.render",
+    "turnkit.cli.deploy",
 )
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app = typer.Typer(
     help="Render, deploy, credential and probe WebRTC TURN relays.\n\nExample: turnkit init && turnkit render --region local --out rendered/",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -50,21 +51,12 @@ for _name in COMMAND_MODULES:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: maps TurnkitError to one `error:` line and its exit code, never a traceback."""
+    """Entry point: click handles usage errors (exit 2); TurnkitError becomes one `error:` line."""
     try:
-        code = app(args=argv, standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        output.stderr.print("error: aborted")
-        sys.exit(int(ExitCode.CHECK_FAILED))
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(int(ExitCode.USAGE))
+        app(args=argv, prog_name="turnkit")
     except TurnkitError as exc:
         output.stderr.print(f"error: {exc}", markup=False)
         sys.exit(int(exc.exit_code))
     except KeyboardInterrupt:
         output.stderr.print("error: interrupted")
         sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
