@@ -1,0 +1,290 @@
+"""Run the shipped Ansible roles: inventory from turnkit nodes, secrets in a 0600 file, progress streamed.
+
+The inventory carries only non-secret variables (the render context of each role, keyed by the
+same names the templates use); TURN secrets and the keyring travel in an extra-vars file inside
+a private temporary directory, never on a command line and never in turnkit's output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from turnkit import render, resources
+from turnkit.config import Config
+from turnkit.errors import TurnkitError
+from turnkit.fsutil import atomic_write
+from turnkit.nodes import Node
+
+#: turnkit connection kind → Ansible connection plugin.
+CONNECTIONS: dict[str, str] = {
+    "ssh": "ansible.builtin.ssh",
+    "chroot": "community.general.chroot",
+}
+
+#: Variables that must never be written to the inventory (they go to the secrets file).
+SECRET_VARS: frozenset[str] = frozenset({"coturn_static_auth_secrets", "coturn_key_pem", "signaling_secrets_json"})
+
+#: Environment for a parseable, colourless run of the default stdout callback.
+ANSIBLE_ENV: dict[str, str] = {
+    "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.default",
+    "ANSIBLE_NOCOLOR": "1",
+    "ANSIBLE_FORCE_COLOR": "0",
+    "ANSIBLE_RETRY_FILES_ENABLED": "0",
+    "ANSIBLE_DIFF_ALWAYS": "0",
+    "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
+    "PYTHONUNBUFFERED": "1",
+}
+
+_TASK = re.compile(r"^(?:TASK|RUNNING HANDLER) \[(?P<task>.*)\] \*+$")
+_FAILED = re.compile(r"^(?:fatal|failed): \[(?P<host>[^\]]+)\](?: \(item=.*\))?: (?P<kind>FAILED|UNREACHABLE)! => (?P<rest>.*)$")
+_FAILED_ITEM = re.compile(r"^failed: \[(?P<host>[^\]]+)\] \(item=.*?\) => (?P<rest>.*)$")
+_RECAP = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$")
+
+
+class PlaybookError(TurnkitError):
+    """ansible-playbook failed; names the first failed host and task."""
+
+    def __init__(self, message: str, host: str | None = None, task: str | None = None) -> None:
+        super().__init__(message)
+        self.host = host
+        self.task = task
+
+
+@dataclass(frozen=True)
+class Host:
+    """One inventory host: its name, how Ansible reaches it, and its (non-secret) variables."""
+
+    name: str
+    address: str
+    connection: str = "ssh"
+    user: str | None = None
+    private_key: Path | None = None
+    vars: Mapping[str, Any] = field(default_factory=dict)
+
+    def inventory_vars(self) -> dict[str, Any]:
+        if self.connection not in CONNECTIONS:
+            known = ", ".join(sorted(CONNECTIONS))
+            raise TurnkitError(f"host `{self.name}`: unknown connection `{self.connection}` (known: {known})")
+        leaked = SECRET_VARS & set(self.vars)
+        if leaked:
+            raise TurnkitError(f"host `{self.name}`: secret variable `{sorted(leaked)[0]}` must not go in the inventory")
+        out: dict[str, Any] = {
+            "ansible_connection": CONNECTIONS[self.connection],
+            "ansible_host": self.address,
+            "ansible_python_interpreter": "/usr/bin/python3",
+        }
+        if self.connection == "ssh":
+            out["ansible_ssh_common_args"] = "-o StrictHostKeyChecking=accept-new"
+            if self.user:
+                out["ansible_user"] = self.user
+                out["ansible_become"] = self.user != "root"
+            if self.private_key:
+                out["ansible_ssh_private_key_file"] = str(self.private_key)
+        return {**out, **self.vars}
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """The two groups site.yml configures, with group-wide variables."""
+
+    turn: Sequence[Host] = ()
+    signaling: Sequence[Host] = ()
+    turn_vars: Mapping[str, Any] = field(default_factory=dict)
+    signaling_vars: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML-inventory structure (written as JSON, which the YAML plugin reads)."""
+        for group in (self.turn_vars, self.signaling_vars):
+            leaked = SECRET_VARS & set(group)
+            if leaked:
+                raise TurnkitError(f"secret variable `{sorted(leaked)[0]}` must not go in the inventory")
+        groups = {
+            "turn": (self.turn, self.turn_vars),
+            "signaling": (self.signaling, self.signaling_vars),
+        }
+        return {
+            "all": {
+                "children": {
+                    name: {"hosts": {h.name: h.inventory_vars() for h in hosts}, "vars": dict(group_vars)}
+                    for name, (hosts, group_vars) in groups.items()
+                }
+            }
+        }
+
+
+def _public(context: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in context.items() if k not in SECRET_VARS}
+
+
+def turn_hosts(
+    cfg: Config,
+    nodes: Sequence[Node],
+    coturn_version: str,
+    *,
+    connection: str = "ssh",
+    addresses: Mapping[str, str] | None = None,
+    user: str | None = None,
+    private_key: Path | None = None,
+    certificates: bool = False,
+    overrides: Mapping[str, Any] | None = None,
+) -> list[Host]:
+    """One host per TURN node with its coturn variables (`render.coturn_context`, secrets removed)."""
+    hosts = []
+    for node in nodes:
+        context = _public(render.coturn_context(cfg, node, [], coturn_version))
+        if certificates:
+            context["certbot_domains"] = [node.hostname]
+        context.update(_public(overrides or {}))
+        address = (addresses or {}).get(node.name) or node.public_ip or node.hostname
+        hosts.append(Host(node.name, address, connection, user, private_key, context))
+    return hosts
+
+
+def region_vars(cfg: Config, nodes: Sequence[Node], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Group variables of the signaling host: the nginx, certbot, signaling and probe contexts."""
+    merged: dict[str, Any] = {}
+    for context in (render.nginx_context, render.certbot_context, render.signaling_context, render.probe_context):
+        merged.update(context(cfg, nodes))
+    merged.update(_public(overrides or {}))
+    return merged
+
+
+def certbot_vars(cfg: Config, nodes: Sequence[Node], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Group variables of the TURN hosts: certbot settings (the deploy hook reloads coturn)."""
+    return {**render.certbot_context(cfg, nodes), **_public(overrides or {})}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A finished run: PLAY RECAP counts per host, and the output lines."""
+
+    recap: dict[str, dict[str, int]]
+    lines: list[str]
+
+    def changed(self) -> dict[str, int]:
+        return {host: counts.get("changed", 0) for host, counts in self.recap.items()}
+
+
+@dataclass
+class _Parser:
+    """Follows the default callback's output: current task, first failure per host, recap."""
+
+    task: str | None = None
+    failures: dict[str, tuple[str | None, str]] = field(default_factory=dict)
+    recap: dict[str, dict[str, int]] = field(default_factory=dict)
+    in_recap: bool = False
+
+    def feed(self, line: str) -> None:
+        if m := _TASK.match(line):
+            self.task = m["task"]
+        elif (m := _FAILED.match(line)) or (m := _FAILED_ITEM.match(line)):
+            self.failures.setdefault(m["host"], (self.task, _reason(m["rest"])))
+        elif line.startswith("PLAY RECAP"):
+            self.in_recap = True
+        elif self.in_recap and (m := _RECAP.match(line)):
+            counts = dict(item.split("=") for item in m["counts"].split())
+            self.recap[m["host"]] = {k: int(v) for k, v in counts.items()}
+
+
+def _reason(rest: str) -> str:
+    """The `msg` of a failure result (no_log results are censored by Ansible itself)."""
+    try:
+        result = json.loads(rest)
+    except ValueError:
+        return ""
+    if not isinstance(result, dict):
+        return ""
+    msg = result.get("msg") or result.get("censored") or result.get("stderr") or ""
+    return str(msg).strip().splitlines()[0] if str(msg).strip() else ""
+
+
+def ansible_playbook() -> str:
+    """The ansible-playbook next to this Python (the venv), else on PATH."""
+    found = shutil.which("ansible-playbook", path=str(Path(sys.executable).parent)) or shutil.which(
+        "ansible-playbook"
+    )
+    if not found:
+        raise TurnkitError("`ansible-playbook` not found (install turnkit's `ansible` dependency)")
+    return found
+
+
+def base_vars() -> dict[str, Any]:
+    """Extra variables every run needs: the managed-by header and the shared template set."""
+    return {"turnkit_header": render.HEADER, "turnkit_templates_dir": str(resources.template_dir())}
+
+
+def run_playbook(
+    inventory: Inventory,
+    secrets: Mapping[str, Any],
+    *,
+    extra_vars: Mapping[str, Any] | None = None,
+    playbook: Path | None = None,
+    stream: TextIO | None = None,
+    timeout: float | None = None,
+) -> RunResult:
+    """Run `playbook` (default: the shipped site.yml) and return the recap; raise PlaybookError on failure."""
+    book = playbook or resources.playbook_dir() / "site.yml"
+    out = stream if stream is not None else sys.stderr
+    with tempfile.TemporaryDirectory(prefix="turnkit-ansible-") as tmp:
+        work = Path(tmp)
+        os.chmod(work, 0o700)
+        atomic_write(work / "inventory.yml", json.dumps(inventory.to_dict(), indent=2).encode(), mode=0o600)
+        atomic_write(work / "vars.json", json.dumps({**base_vars(), **(extra_vars or {})}).encode(), mode=0o600)
+        atomic_write(work / "secrets.json", json.dumps(dict(secrets)).encode(), mode=0o600)
+        argv = [
+            ansible_playbook(),
+            "-i", str(work / "inventory.yml"),
+            "-e", f"@{work / 'vars.json'}",
+            "-e", f"@{work / 'secrets.json'}",
+            str(book),
+        ]  # fmt: skip
+        env = {**os.environ, **ANSIBLE_ENV, "ANSIBLE_LOCAL_TEMP": str(work / "tmp")}
+        return _run(argv, env, out, timeout, work)
+
+
+def _run(argv: list[str], env: dict[str, str], out: TextIO, timeout: float | None, cwd: Path) -> RunResult:
+    parser, lines = _Parser(), []
+    try:
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=cwd, text=True
+        )
+    except OSError as exc:
+        raise TurnkitError(f"cannot run `ansible-playbook`: {exc.strerror}") from None
+    assert proc.stdout is not None
+    with proc:
+        for raw in proc.stdout:
+            line = raw.rstrip("\n")
+            lines.append(line)
+            parser.feed(line)
+            out.write(raw)
+            out.flush()
+        try:
+            rc = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise PlaybookError(f"ansible-playbook did not finish within {timeout:g}s") from None
+    if rc == 0:
+        return RunResult(parser.recap, lines)
+    raise _failure(parser, rc, lines)
+
+
+def _failure(parser: _Parser, rc: int, lines: list[str]) -> PlaybookError:
+    """The first host that failed (or was unreachable) in the recap, with its task and reason."""
+    bad = [h for h, c in parser.recap.items() if c.get("failed", 0) or c.get("unreachable", 0)]
+    for host in [*bad, *parser.failures]:
+        if host in parser.failures:
+            task, reason = parser.failures[host]
+            detail = f": {reason}" if reason else ""
+            return PlaybookError(f"ansible: host `{host}` failed at task `{task}`{detail}", host, task)
+    last = next((line for line in reversed(lines) if line.strip()), "no output")
+    return PlaybookError(f"ansible-playbook exited with {rc}: {last.strip()}")
