@@ -1,0 +1,281 @@
+"""`turnkit probe [URLS]... | history`: relay connectivity probes per node and transport."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from typer.core import TyperGroup
+
+from turnkit import clock, credentials, keyring, nodes
+from turnkit.cli import output
+from turnkit.cli.common import CONFIG_OPTION, JSON_OPTION, load_config
+from turnkit.config import Config
+from turnkit.errors import ConfigError, ExitCode, InputError
+from turnkit.fsutil import atomic_write
+from turnkit.probe import history, record, report, runner, signaling, targets
+from turnkit.probe.checks import CHECKS, FORBIDDEN_PEERS, Options
+from turnkit.probe.result import CheckResult, Credential, Endpoint
+
+SECRETS_ENV = "TURNKIT_SECRETS_FILE"
+CREDENTIAL_TTL = 600
+
+
+class _ProbeGroup(TyperGroup):
+    """`turnkit probe …` runs the probe; only `turnkit probe history …` names a subcommand."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if not args or args[0] not in self.commands:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+probe_app = typer.Typer(
+    cls=_ProbeGroup, help="Probe TURN relays: STUN, TURN over UDP/TCP/TLS, relay round trip, hardening."
+)
+
+
+def _config_or_none(path: Path, required: bool) -> Config | None:
+    if required or path.exists():
+        return load_config(path)
+    return None
+
+
+def _secret(cfg: Config | None) -> str:
+    """The primary shared secret, from $TURNKIT_SECRETS_FILE (systemd credential) or the config's keyring."""
+    env = os.environ.get(SECRETS_ENV)
+    if env:
+        return keyring.load(Path(env)).primary.value
+    if cfg is None:
+        raise InputError(f"no turnkit.toml and no ${SECRETS_ENV}: cannot mint TURN credentials")
+    return keyring.load(cfg.secrets_path).primary.value
+
+
+def _known_nodes(cfg: Config | None) -> dict[str, nodes.Node]:
+    """Configured nodes by hostname (regions not provisioned yet are left out)."""
+    found: dict[str, nodes.Node] = {}
+    for name in cfg.regions if cfg else ():
+        try:
+            for n in nodes.region_nodes(cfg, name):  # type: ignore[arg-type]
+                found.setdefault(n.hostname, n)
+        except ConfigError:
+            continue
+    return found
+
+
+def _check_options(timeout: float, concurrency: int, packets: int, checks: Sequence[str], peers: Sequence[str]) -> None:
+    if timeout <= 0:
+        raise InputError(f"--timeout: must be > 0 seconds, got {timeout:g}")
+    if concurrency < 1:
+        raise InputError(f"--concurrency: must be ≥ 1, got {concurrency}")
+    if not 1 <= packets <= 1000:
+        raise InputError(f"--packets: must be between 1 and 1000, got {packets}")
+    for name in checks:
+        if name not in CHECKS:
+            raise InputError(f"--check: unknown check `{name}` (known: {', '.join(CHECKS)})")
+    for peer in peers:
+        try:
+            ipaddress.ip_address(peer)
+        except ValueError:
+            raise InputError(f"--forbidden-peer: not an IP address, got {peer!r}") from None
+
+
+def _targets(cfg: Config | None, urls: Sequence[str], region: str | None, all_regions: bool) -> list[Endpoint]:
+    if region and all_regions:
+        raise InputError("--region and --all-regions: give one, not both")
+    if urls and (region or all_regions):
+        raise InputError("give URLs or --region/--all-regions, not both")
+    if urls:
+        return targets.label([targets.parse_url(u) for u in urls], cfg, _known_nodes(cfg))
+    if not (region or all_regions):
+        raise InputError("nothing to probe: give --region R, --all-regions or URLs (e.g. turn:host:3478?transport=udp)")
+    assert cfg is not None
+    names = [region] if region else list(cfg.regions)
+    return targets.node_endpoints(cfg, [n for name in names for n in nodes.region_nodes(cfg, name)])
+
+
+def _from_signaling(cfg: Config | None, base: str, token: str | None) -> tuple[list[Endpoint], dict[str, Credential]]:
+    """Endpoints and credentials from the signaling service's ICE servers."""
+    if not token:
+        raise InputError("--via-signaling: needs --token JWT (or $TURNKIT_PROBE_TOKEN)")
+    doc = asyncio.run(signaling.fetch_ice_servers(base, token))
+    entries = targets.ice_server_urls(doc)
+    if not entries:
+        raise signaling.SignalingError(f"signaling: {base}: no ICE servers handed out")
+    eps = targets.label([targets.parse_url(u) for u, _, _ in entries], cfg, _known_nodes(cfg))
+    creds = {
+        ep.url: Credential(user, password)
+        for ep, (_, user, password) in zip(eps, entries, strict=True)
+        if user and password
+    }
+    return eps, creds
+
+
+def _table(results: Sequence[CheckResult]) -> Table:
+    table = Table(title="turnkit probe", show_lines=False)
+    for column in ("node", "transport", "check", "", "time", "details"):
+        table.add_column(column, justify="right" if column == "time" else "left")
+    styles = {"✓": "green", "✗": "bold red", "–": "dim"}
+    for row in report.table_rows(results):
+        table.add_row(*row[:3], f"[{styles[row[3]]}]{row[3]}[/]", row[4], row[5])
+    return table
+
+
+def _run_with_progress(
+    eps: Sequence[Endpoint], credential_for: Any, options: Options, only: Sequence[str]
+) -> list[CheckResult]:
+    total = len(runner.plan(eps, only))
+    columns = (TextColumn("probing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=output.stderr, transient=True) as bar:
+        task = bar.add_task("probe", total=total)
+        return asyncio.run(runner.run(eps, credential_for, options, only, lambda _: bar.advance(task)))
+
+
+def _record(cfg: Config | None, history_file: Path | None, results: Sequence[CheckResult], now: int) -> None:
+    path = history_file or (record.history_path(cfg) if cfg else None)
+    if path is not None:
+        history.append(path, now, results)
+    if cfg is None:
+        return
+    health = report.node_health(results, now)
+    if health:
+        record.write_health_file(record.health_path(cfg), health)
+        if cfg.signaling.redis_url:
+            record.write_health_redis(cfg.signaling.redis_url, health)
+
+
+@probe_app.command("run")
+def run(
+    urls: list[str] = typer.Argument(
+        None, help="ICE URLs: turn:HOST:PORT?transport=udp|tcp, turns:HOST:PORT, stun:HOST:PORT."
+    ),
+    region: str | None = typer.Option(None, "--region", "-r", help="Probe every node of this region."),
+    all_regions: bool = typer.Option(False, "--all-regions", help="Probe every node of every region."),
+    config: Path = CONFIG_OPTION,
+    via_signaling: str | None = typer.Option(
+        None, "--via-signaling", help="Get ICE servers and credentials from this signaling base URL, as a browser does."
+    ),
+    token: str | None = typer.Option(None, "--token", envvar="TURNKIT_PROBE_TOKEN", help="JWT for --via-signaling."),
+    ca_file: Path | None = typer.Option(
+        None, "--ca-file", help="Verify TURN/TLS against this CA instead of the system CAs."
+    ),
+    timeout: float = typer.Option(5.0, "--timeout", help="Seconds each check may take."),
+    concurrency: int = typer.Option(32, "--concurrency", help="Checks in flight at once."),
+    packets: int = typer.Option(10, "--packets", help="Relay round-trip packets per relay check."),
+    check: list[str] = typer.Option(None, "--check", help=f"Only these checks (repeatable): {', '.join(CHECKS)}."),
+    forbidden_peer: list[str] = typer.Option(
+        None, "--forbidden-peer", help="Replace the forbidden peer set of the hardening check (repeatable)."
+    ),
+    json_: bool = JSON_OPTION,
+    prometheus: Path | None = typer.Option(None, "--prometheus", help="Write a node_exporter textfile here (atomic)."),
+    history_file: Path | None = typer.Option(
+        None, "--history", help="Probe history database (default: <state_dir>/probe-history.sqlite)."
+    ),
+    no_record: bool = typer.Option(False, "--no-record", help="Do not append history or publish node health."),
+) -> None:
+    """Check that browsers could relay through each node right now; exit 1 if any check fails.
+
+    Also: `turnkit probe history` shows pass rate and RTT per node over time.
+
+    Example: turnkit probe --region eu --prometheus /var/lib/node_exporter/turnkit.prom
+    """
+    checks, peers = list(check or ()), list(forbidden_peer or ())
+    _check_options(timeout, concurrency, packets, checks, peers)
+    if ca_file is not None and not ca_file.is_file():
+        raise InputError(f"--ca-file: `{ca_file}` is not a file")
+    cfg = _config_or_none(config, required=bool(region or all_regions))
+    creds: dict[str, Credential] = {}
+    if via_signaling:
+        if urls or all_regions:
+            raise InputError("--via-signaling: the signaling service names the targets; drop URLs/--all-regions")
+        eps, creds = _from_signaling(cfg, via_signaling, token)
+    else:
+        eps = _targets(cfg, urls or (), region, all_regions)
+    secret = None if via_signaling or not any(ep.scheme == "turn" for ep in eps) else _secret(cfg)
+
+    def credential_for(ep: Endpoint, check_name: str) -> Credential | None:
+        if secret is None:
+            return creds.get(ep.url)
+        user = f"turnkit-probe-{check_name}-{ep.transport.value}"
+        minted = credentials.issue(user, secret, clock.now(), CREDENTIAL_TTL)
+        return Credential(minted.username, minted.password, secret)
+
+    options = Options(
+        timeout=timeout,
+        concurrency=concurrency,
+        packets=packets,
+        forbidden_peers=tuple(peers) if peers else FORBIDDEN_PEERS,
+        ca_file=str(ca_file) if ca_file else None,
+    )
+    started = clock.now()
+    results = _run_with_progress(eps, credential_for, options, checks)
+    if prometheus is not None:
+        atomic_write(prometheus, report.prometheus(results, started))
+    if not no_record:
+        _record(cfg, history_file, results, started)
+    if json_:
+        output.emit_json(report.to_json(results, started))
+    else:
+        output.stdout.print(_table(results))
+        n = report.counts(results)
+        output.result(f"{n['pass']} passed, {n['fail']} failed, {n['skip']} skipped")
+    if not report.all_ok(results):
+        raise typer.Exit(int(ExitCode.CHECK_FAILED))
+
+
+_BUCKETS = {"hour": 3600, "day": 86400}
+
+
+@probe_app.command("history")
+def history_(
+    config: Path = CONFIG_OPTION,
+    history_file: Path | None = typer.Option(
+        None, "--history", help="Probe history database (default: <state_dir>/probe-history.sqlite)."
+    ),
+    days: int = typer.Option(30, "--days", help="How far back to look."),
+    bucket: str = typer.Option("day", "--bucket", help="Group results per `day` or `hour`."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Pass rate and relay RTT per node over time, from the probe history.
+
+    Example: turnkit probe history --days 7 --bucket day
+    """
+    if bucket not in _BUCKETS:
+        raise InputError(f"--bucket: must be one of {', '.join(_BUCKETS)}, got {bucket!r}")
+    if days < 1:
+        raise InputError(f"--days: must be ≥ 1, got {days}")
+    path = history_file or record.history_path(load_config(config))
+    periods = history.summary(path, clock.now() - days * 86400, _BUCKETS[bucket])
+    if json_:
+        output.emit_json([p.to_dict() for p in periods])
+        return
+    if not periods:
+        output.info(f"no probe history in {path}")
+        return
+    table = Table(title=f"probe history ({bucket})")
+    for column in ("node", "period", "runs", "pass rate", "failed", "relay rtt p50", "worst"):
+        table.add_column(column)
+    fmt = "%Y-%m-%d %H:00" if bucket == "hour" else "%Y-%m-%d"
+    for p in periods:
+        table.add_row(
+            f"{p.region}/{p.node}" if p.region else p.node,
+            datetime.fromtimestamp(p.period, UTC).strftime(fmt),
+            str(p.runs),
+            f"{p.pass_rate:.0%}",
+            str(p.failed),
+            "" if p.relay_rtt_p50 is None else f"{p.relay_rtt_p50 * 1000:.1f} ms",
+            "" if p.relay_rtt_worst is None else f"{p.relay_rtt_worst * 1000:.1f} ms",
+        )
+    output.stdout.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(probe_app, name="probe")

@@ -1,0 +1,48 @@
+"""Where a probe run leaves its mark: the node health file and, when configured, Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from turnkit import health
+from turnkit.config import Config
+from turnkit.errors import TurnkitError
+from turnkit.health import NodeHealth
+
+
+class RecordError(TurnkitError):
+    """Health could not be published (Redis unreachable, file not writable)."""
+
+
+def health_path(cfg: Config) -> Path:
+    """`signaling.health_file`, or `<state_dir>/health.json`."""
+    configured = cfg.signaling.health_file
+    return cfg.resolve(configured) if configured else cfg.state_path / "health.json"
+
+
+def history_path(cfg: Config) -> Path:
+    return cfg.state_path / "probe-history.sqlite"
+
+
+def write_health_file(path: Path, new: Mapping[str, NodeHealth]) -> None:
+    try:
+        health.write_file(path, new)
+    except OSError as exc:
+        raise RecordError(f"{path}: cannot write node health: {exc.strerror}") from None
+
+
+def write_health_redis(url: str, new: Mapping[str, NodeHealth]) -> None:
+    """Merge into the JSON document at `health.REDIS_KEY` (same format as the file)."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        try:
+            raw = client.get(health.REDIS_KEY)
+            old = health.from_json(raw.decode() if isinstance(raw, bytes) else "") if raw else {}
+            client.set(health.REDIS_KEY, health.to_json(health.merge(old, new)))
+        finally:
+            client.close()
+    except redis.RedisError as exc:
+        raise RecordError(f"redis: cannot publish node health: {type(exc).__name__}: {exc}") from None
