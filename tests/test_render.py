@@ -166,3 +166,10 @@ def test_modes(tmp_path: Path) -> None:
     files = render_fleet(tmp_path, tls_443=False)
     assert files["turn-1/turnserver.conf"].mode == 0o640
     assert files["signaling/letsencrypt/renewal-hooks/deploy/turnkit-install-certs.sh"].mode == 0o755
+
+
+def test_detects_local_coturn_version() -> None:
+    from turnkit import coturn
+
+    assert coturn.detect_version() == "4.6.1"  # Debian 12's coturn, installed by `make setup`
+    assert coturn.detect_version("no-such-turnserver") is None
