@@ -56,7 +56,7 @@ def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = (work / "moto.log").open("wb")
     proc = subprocess.Popen(
         [str(server), "-H", "127.0.0.1", "-p", str(port)],
-        env={**os.environ, "MOTO_AMIS_PATH": str(amis)},
+        env={**os.environ, "MOTO_AMIS_PATH": str(amis), "MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION": "true"},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -90,3 +90,28 @@ def ssh_key(path: Path) -> Path:
     key = ed25519.Ed25519PrivateKey.generate().public_key()
     path.write_bytes(key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH) + b" test\n")
     return path
+
+
+def write_config(tmp: Path, region_toml: str = "", project: str = "demo") -> Path:
+    """A turnkit.toml with one aws region `eu` (2 nodes) and an SSH key next to it."""
+    key = ssh_key(tmp / "id_ed25519.pub")
+    text = (
+        f'[project]\nname = "{project}"\ndomain = "example.test"\n\n'
+        f'[regions.eu]\nprovider = "aws"\nnodes = 2\nssh_cidr = "203.0.113.0/24"\nssh_public_key = "{key}"\n'
+    )
+    path = tmp / "turnkit.toml"
+    path.write_text(text + region_toml)
+    return path
+
+
+def run_cli(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed CLI as a user runs it (AWS settings come from this process's environment)."""
+    return subprocess.run(
+        [sys.executable, "-m", "turnkit", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        input=stdin,
+        check=False,
+    )
