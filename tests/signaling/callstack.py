@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -11,7 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -23,25 +25,13 @@ from turnkit import keyring
 #: Generous: the stack must come up on a loaded 2-core machine.
 START_TIMEOUT = 30.0
 
-_TOML = """\
-[project]
-domain = "turn.example.test"
-secrets_file = "turnkit.secrets.json"
-state_dir = ".turnkit"
-
-[ports]
-listening = {listening}
-tls = {tls}
-
-[signaling]
-host = "127.0.0.1"
-port = {port}
-default_region = "local"
-
-[regions.local]
-provider = "local"
-allow_loopback_peers = true
-"""
+#: Every setting the stack relies on; a test's `settings` are merged into these tables.
+_BASE: dict[str, dict[str, object]] = {
+    "project": {"domain": "turn.example.test", "secrets_file": "turnkit.secrets.json", "state_dir": ".turnkit"},
+    "ports": {},
+    "signaling": {"host": "127.0.0.1", "default_region": "local"},
+    "regions.local": {"provider": "local", "allow_loopback_peers": True},
+}
 
 
 @dataclass
@@ -95,11 +85,36 @@ def verbose_coturn(tmp: Path, turn_secret: str) -> Iterator[Coturn]:
         server.stop()
 
 
-def write_config(workdir: Path, turn: Coturn, port: int, turn_secret: str) -> Path:
-    """turnkit.toml whose `local` region points at the running coturn, plus its keyring."""
+def allocations_for(log: str, user: str) -> list[str]:
+    """Verbose coturn log lines recording a successful ALLOCATE by the TURN REST user `<expiry>:<user>`."""
+    pattern = re.compile(rf"user <\d+:{re.escape(user)}>.*ALLOCATE processed, success")
+    return [line for line in log.splitlines() if pattern.search(line)]
+
+
+def _toml_value(value: object) -> str:
+    return json.dumps(value)  # booleans, numbers and plain strings are spelled alike in JSON and TOML
+
+
+def config_text(turn: Coturn, port: int, settings: Mapping[str, Mapping[str, object]]) -> str:
+    """turnkit.toml whose `local` region's ICE URLs point at the running coturn's ports."""
+    tables = {name: dict(values) for name, values in _BASE.items()}
+    tables["ports"].update(listening=turn.port, tls=turn.tls_port)
+    tables["signaling"]["port"] = port
+    for name, values in settings.items():
+        tables.setdefault(name, {}).update(values)
+    return "\n".join(
+        f"[{name}]\n" + "".join(f"{key} = {_toml_value(v)}\n" for key, v in values.items())
+        for name, values in tables.items()
+    )
+
+
+def write_config(
+    workdir: Path, turn: Coturn, port: int, turn_secret: str, settings: Mapping[str, Mapping[str, object]]
+) -> Path:
+    """turnkit.toml for the stack, plus a keyring whose primary is coturn's shared secret."""
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "turnkit.toml"
-    path.write_text(_TOML.format(listening=turn.port, tls=turn.tls_port, port=port))
+    path.write_text(config_text(turn, port, settings))
     ring = keyring.Keyring((keyring.new_secret(int(time.time()), primary=True, token=turn_secret),))
     keyring.save(workdir / "turnkit.secrets.json", ring)
     return path
@@ -136,12 +151,15 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def call_stack(tmp: Path) -> Iterator[Stack]:
-    """Start coturn (loopback peers allowed) and the signaling server on free loopback ports."""
+def call_stack(tmp: Path, settings: Mapping[str, Mapping[str, object]] | None = None) -> Iterator[Stack]:
+    """Start coturn (loopback peers allowed) and the signaling server on free loopback ports.
+
+    `settings` adds or overrides turnkit.toml keys per table, e.g. `{"project": {"ttl": 60}}`.
+    """
     turn_secret, jwt_secret = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     with verbose_coturn(tmp, turn_secret) as turn:
         port = free_port()
-        config = write_config(tmp / "signaling", turn, port, turn_secret)
+        config = write_config(tmp / "signaling", turn, port, turn_secret, settings or {})
         log = tmp / "signaling" / "server.log"
         env = {**_base_env(), "TURNKIT_JWT_SECRET": jwt_secret}
         with log.open("wb") as out:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from playwright.async_api import Browser, Page, async_playwright
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from tests.signaling.callpeer import CallPeer
-from tests.signaling.callstack import Stack, call_stack
+from tests.signaling.callstack import Stack, allocations_for, call_stack
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -82,12 +81,6 @@ async def wait_for(page: Page, predicate: str, stack: Stack, what: str) -> None:
     except PlaywrightTimeout:
         state = await demo_state(page)
         pytest.fail(f"{what}: not reached; page state {json.dumps(state)}\nserver log:\n{stack.log_text()[-2000:]}")
-
-
-def allocations_for(log: str, user: str) -> list[str]:
-    """coturn log lines that record a successful ALLOCATE by a TURN REST user `<expiry>:<user>`."""
-    pattern = re.compile(rf"user <\d+:{re.escape(user)}>.*ALLOCATE processed, success")
-    return [line for line in log.splitlines() if pattern.search(line)]
 
 
 async def test_two_browsers_call_through_coturn_relay(browser: Browser, stack: Stack) -> None:
@@ -166,3 +159,47 @@ async def test_full_room_error_is_shown(browser: Browser, stack: Stack) -> None:
         assert len(state["errors"]) == 1
         assert "(room-full, in join-room)" in state["errors"][0]
         assert await page.text_content("#status-text") == "Room is full"
+
+
+async def test_browser_calls_aiortc_peer(browser: Browser, stack: Stack) -> None:
+    page = await open_page(browser, stack, "gina")
+    await join(page, "mixed-call")
+    await wait_for(page, "() => window.turnkitDemo.state === 'waiting'", stack, "gina alone in the room")
+    async with CallPeer(stack.ws_url(stack.token("hal")), send_video=True) as hal:
+        await hal.join("mixed-call")  # the newcomer offers: aiortc -> browser
+        await wait_for(page, CALL_UP, stack, "gina sees hal's video")
+        assert await hal.wait_frames() > 0  # and the browser's camera reaches aiortc
+        await hal.wait_open()
+        assert hal.selected_pair()[0] == "relay"
+        state = await demo_state(page)
+        assert state["stats"]["localCandidateType"] == "relay"
+        assert state["peer"] == hal.you
+    await wait_for(page, "() => window.turnkitDemo.state === 'waiting'", stack, "gina sees hal leave")
+
+
+@pytest.fixture(scope="module")
+def short_ttl_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """TURN credentials of 60 s that the server renews 50 s early: a push ~10 s after joining."""
+    settings = {"project": {"ttl": 60}, "signaling": {"refresh_margin": 50}}
+    with call_stack(tmp_path_factory.mktemp("short-ttl"), settings) as running:
+        yield running
+
+
+async def test_pushed_ice_servers_reach_the_live_peer_connection(browser: Browser, short_ttl_stack: Stack) -> None:
+    stack = short_ttl_stack
+    alice = await open_page(browser, stack, "ivy")
+    bob = await open_page(browser, stack, "jon")
+    await join(alice, "refresh-call")
+    await wait_for(alice, "() => window.turnkitDemo.state === 'waiting'", stack, "ivy alone in the room")
+    await join(bob, "refresh-call")
+    await wait_for(bob, CALL_UP, stack, "jon's call")
+    first = await demo_state(bob)
+
+    await wait_for(bob, f"() => window.turnkitDemo.expiresAt > {first['expiresAt']}", stack, "an ice-servers push")
+    pushed = await demo_state(bob)
+    usernames = await bob.evaluate(
+        "() => window.turnkitDemo.pc.getConfiguration().iceServers.map(s => s.username).filter(Boolean)"
+    )
+    assert usernames == [server["username"] for server in pushed["iceServers"] if "username" in server]
+    assert usernames != [server["username"] for server in first["iceServers"] if "username" in server]
+    assert pushed["state"] == "connected"
