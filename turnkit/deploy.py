@@ -28,6 +28,7 @@ from turnkit.provision import Action, provider_for
 
 Progress = Callable[[str], None]
 DEV_TOKEN_TTL = 12 * 3600
+PROBE_TTL = 600
 
 
 class DeployError(TurnkitError):
@@ -75,11 +76,6 @@ class Report:
         }
 
 
-def health_path(cfg: Config) -> Path:
-    """Where probe results are kept for `turnkit status` and the signaling service."""
-    return cfg.resolve(cfg.signaling.health_file) if cfg.signaling.health_file else cfg.state_path / "health.json"
-
-
 # -- secret rotation -------------------------------------------------------------------------
 
 
@@ -107,33 +103,29 @@ def rollout(
 
 
 def probe(cfg: Config, nodes: Sequence[Node], ca_file: str | None, progress: Progress) -> list[NodeResult]:
-    """Run the probe checks against every node and record health; a node passes when all its checks do."""
-    from turnkit.probe import checks, runner, targets
+    """Run the probe checks against every node and publish health, as `turnkit probe --region` does."""
+    from turnkit.probe import checks, history, record, report, runner, targets
     from turnkit.probe.result import Credential, Endpoint
 
-    ring = keyring.load(cfg.secrets_path)
-    secret = ring.primary.value
+    secret = keyring.load(cfg.secrets_path).primary.value
 
     def credential_for(endpoint: Endpoint, check: str) -> Credential:
-        cred = credentials.issue("turnkit-probe", secret, clock.now(), cfg.project.ttl)
+        cred = credentials.issue(f"turnkit-probe-{check}-{endpoint.transport.value}", secret, clock.now(), PROBE_TTL)
         return Credential(cred.username, cred.password, secret)
 
+    started = clock.now()
     endpoints = targets.node_endpoints(cfg, list(nodes))
     results = asyncio.run(runner.run(endpoints, credential_for, checks.Options(ca_file=ca_file)))
-    by_node = {n.name: NodeResult(n, ok=True) for n in nodes}
-    for r in results:
-        entry = by_node.get(r.node)
-        if entry is not None and not r.ok:
-            entry.ok = False
-            entry.failed.append(f"{r.check}/{r.transport.value}")
-    now = clock.now()
-    health.write_file(
-        health_path(cfg),
-        {health.key(e.node): health.NodeHealth(bool(e.ok), now, tuple(e.failed)) for e in by_node.values()},
-    )
+    history.append(record.history_path(cfg), started, results)
+    verdicts = report.node_health(results, started)
+    record.write_health_file(record.health_path(cfg), verdicts)
     passed = sum(1 for r in results if r.ok)
     progress(f"probe: {passed}/{len(results)} checks passed")
-    return list(by_node.values())
+    out = []
+    for n in nodes:
+        verdict = verdicts.get(health.key(n))
+        out.append(NodeResult(n, None if verdict is None else verdict.ok, list(verdict.failed) if verdict else []))
+    return out
 
 
 # -- local region ---------------------------------------------------------------------------
