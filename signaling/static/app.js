@@ -21,6 +21,14 @@
     connected: "Connected",
     error: "Error",
   };
+  const PLACEHOLDER_TEXT = {
+    idle: "Join a room to start a call",
+    connecting: "Connecting…",
+    waiting: "Waiting for someone to join…",
+    calling: "Connecting to the other side…",
+    connected: "",
+    error: "Not in a call",
+  };
   const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
   const STATS_INTERVAL_MS = 1000;
 
@@ -42,6 +50,7 @@
     demo.state = state;
     ui.status.dataset.state = state;
     ui.statusText.textContent = text || STATUS_TEXT[state];
+    ui.placeholder.textContent = PLACEHOLDER_TEXT[state];
     const inCall = state !== "idle" && state !== "error";
     ui.join.disabled = inCall;
     ui.token.disabled = ui.room.disabled = ui.newRoom.disabled = ui.relayOnly.disabled = inCall;
@@ -270,6 +279,7 @@
       if (socket !== ws) return; // an older, deliberately closed socket
       ws = null;
       closePeer();
+      stopMedia();
       setState("error", "Disconnected");
       showError(opened ? `Signaling connection closed (code ${e.code}${e.reason ? `: ${e.reason}` : ""})` : await explainRefusal(token));
     };
