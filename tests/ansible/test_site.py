@@ -1,0 +1,192 @@
+"""site.yml run for real against a Debian chroot; then the daemons it installed are started and probed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import daemons, turnclient
+from tests.ansible.conftest import COTURN_VERSION, Target
+from turnkit import ansible, credentials, render, resources
+
+#: Files the roles write (path inside the chroot) ← the file `turnkit render` produces for them.
+RENDERED_AS = {
+    "/etc/turnserver.conf": "turn-1/turnserver.conf",
+    "/etc/systemd/system/coturn.service.d/turnkit.conf": "turn-1/systemd/coturn.service.d/turnkit.conf",
+    "/etc/nginx/nginx.conf": "signaling/nginx/nginx.conf",
+    "/etc/systemd/system/turnkit-signaling@.service": "signaling/systemd/turnkit-signaling@.service",
+    "/etc/systemd/system/turnkit-probe.service": "signaling/systemd/turnkit-probe.service",
+    "/etc/systemd/system/turnkit-probe.timer": "signaling/systemd/turnkit-probe.timer",
+    "/etc/letsencrypt/cli.ini": "signaling/letsencrypt/cli.ini",
+    "/etc/letsencrypt/renewal-hooks/deploy/turnkit-install-certs.sh": (
+        "signaling/letsencrypt/renewal-hooks/deploy/turnkit-install-certs.sh"
+    ),
+}
+
+#: Units enabled by symlink (no systemd in a chroot): link → target.
+ENABLED = {
+    "multi-user.target.wants/coturn.service": "/lib/systemd/system/coturn.service",
+    "multi-user.target.wants/nginx.service": "/lib/systemd/system/nginx.service",
+    "multi-user.target.wants/turnkit-signaling@8080.service": "/etc/systemd/system/turnkit-signaling@.service",
+    "multi-user.target.wants/turnkit-signaling@8081.service": "/etc/systemd/system/turnkit-signaling@.service",
+    "timers.target.wants/turnkit-probe.timer": "/etc/systemd/system/turnkit-probe.timer",
+    "timers.target.wants/certbot.timer": "/lib/systemd/system/certbot.timer",
+}
+
+
+def in_chroot(target: Target, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["chroot", str(target.root), *argv], capture_output=True, text=True, timeout=60)
+
+
+def test_first_run_configures_every_host(target: Target) -> None:
+    assert target.first is not None
+    assert target.first.recap["turn-1"]["failed"] == 0
+    assert target.first.recap["turn-1"]["changed"] > 0
+    assert "TASK [coturn : Write the coturn configuration]" in target.output
+    for binary in ("/usr/bin/turnserver", "/usr/sbin/nginx", "/usr/bin/certbot"):
+        assert (target.root / binary.lstrip("/")).is_file(), binary
+
+
+def test_second_run_changes_nothing(target: Target) -> None:
+    result, output = target.run()
+    assert result.changed() == {"turn-1": 0}, output[-3000:]
+    assert result.recap["turn-1"]["failed"] == 0
+
+
+def test_files_are_byte_identical_to_turnkit_render(target: Target) -> None:
+    """One template set: what Ansible wrote equals `turnkit render` with the same variables."""
+    files = render.render_region(
+        target.cfg, [target.node], [target.secret], COTURN_VERSION, resources.template_dir(),
+        {**target.host_overrides, **target.region_overrides},
+    )  # fmt: skip
+    for path, key in RENDERED_AS.items():
+        written = (target.root / path.lstrip("/")).read_text()
+        assert written == files[key].content, path
+
+
+def test_secrets_reach_the_target_but_not_the_output(target: Target) -> None:
+    conf = (target.root / "etc/turnserver.conf").read_text()
+    assert f"static-auth-secret={target.secret}\n" in conf
+    keyring = target.root / "etc/turnkit/turnkit.secrets.json"
+    assert keyring.read_text() == target.keyring_json
+    assert keyring.stat().st_mode & 0o777 == 0o600
+    key_line = target.certs.key.read_text().splitlines()[1]
+    for leaked in (target.secret, key_line, target.keyring_json.strip()):
+        assert leaked not in target.output
+
+
+def test_file_owners_and_modes(target: Target) -> None:
+    stat = in_chroot(
+        target, "stat", "-c", "%n %U:%G %a",
+        "/etc/turnserver.conf", "/etc/turnkit/certs", "/etc/turnkit/certs/fullchain.pem",
+        "/etc/turnkit/certs/privkey.pem", "/etc/letsencrypt/renewal-hooks/deploy/turnkit-install-certs.sh",
+    )  # fmt: skip
+    assert stat.stdout.splitlines() == [
+        "/etc/turnserver.conf root:turnserver 640",
+        "/etc/turnkit/certs turnserver:turnserver 700",
+        "/etc/turnkit/certs/fullchain.pem turnserver:turnserver 400",
+        "/etc/turnkit/certs/privkey.pem turnserver:turnserver 400",
+        "/etc/letsencrypt/renewal-hooks/deploy/turnkit-install-certs.sh root:root 755",
+    ]
+
+
+def test_units_are_enabled(target: Target) -> None:
+    wants = target.root / "etc/systemd/system"
+    for link, dest in ENABLED.items():
+        assert (wants / link).is_symlink(), link
+        assert str((wants / link).readlink()) == dest
+
+
+def test_nginx_accepts_the_written_config(target: Target) -> None:
+    result = in_chroot(target, "nginx", "-t", "-c", "/etc/nginx/nginx.conf")
+    assert result.returncode == 0, result.stderr
+    assert "syntax is ok" in result.stderr
+
+
+@contextlib.contextmanager
+def chroot_turnserver(target: Target) -> Iterator[subprocess.Popen[bytes]]:
+    """The turnserver Ansible installed, with the config Ansible wrote, as a plain process."""
+    proc = subprocess.Popen(
+        ["chroot", str(target.root), "turnserver", "-c", "/etc/turnserver.conf"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        try:
+            daemons.wait_port(target.host_overrides["coturn_listening_port"], timeout=20)
+            daemons.wait_port(target.host_overrides["coturn_tls_listening_port"], timeout=20)
+        except TimeoutError:
+            log = target.root / "var/log/turnserver-test.log"
+            raise AssertionError(log.read_text() if log.exists() else "turnserver wrote no log") from None
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+async def test_installed_coturn_relays_with_issued_credentials(target: Target) -> None:
+    port = target.host_overrides["coturn_listening_port"]
+    cred = credentials.issue("ansible-test", target.secret, int(time.time()), 600)
+    wrong = credentials.issue("ansible-test", "not-the-secret", int(time.time()), 600)
+    loop = asyncio.get_running_loop()
+    with chroot_turnserver(target), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+        peer.bind(("127.0.0.1", 0))
+        peer.setblocking(False)
+        transport, inbox = await turnclient.allocate(port, cred.username, cred.password)
+        try:
+            relayed = transport.get_extra_info("sockname")
+            transport.sendto(b"ping-through-relay", peer.getsockname())
+            data, source = await asyncio.wait_for(loop.sock_recvfrom(peer, 2048), 10)
+            assert data == b"ping-through-relay"
+            assert source[1] == relayed[1]
+            await loop.sock_sendto(peer, b"pong-through-relay", source)
+            reply, _ = await asyncio.wait_for(inbox.queue.get(), 10)
+            assert reply == b"pong-through-relay"
+        finally:
+            transport.close()
+        assert await turnclient.allocation_error(port, wrong.username, wrong.password) == 401
+
+
+def test_installed_coturn_serves_the_installed_certificate(target: Target) -> None:
+    context = ssl.create_default_context(cafile=str(target.certs.ca))
+    tls_port = target.host_overrides["coturn_tls_listening_port"]
+    with (
+        chroot_turnserver(target),
+        socket.create_connection(("127.0.0.1", tls_port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="turn.example.test") as tls,
+    ):
+        assert tls.version() in ("TLSv1.2", "TLSv1.3")
+        subject = dict(item[0] for item in tls.getpeercert()["subject"])
+        assert subject["commonName"] == "turn.example.test"
+
+
+def test_failure_names_host_and_task(target: Target) -> None:
+    with pytest.raises(ansible.PlaybookError) as info:
+        target.run({"coturn_static_auth_secrets": []})
+    assert info.value.host == "turn-1"
+    assert info.value.task == "coturn : Check that at least one TURN secret is set"
+    assert str(info.value).startswith(
+        "ansible: host `turn-1` failed at task `coturn : Check that at least one TURN secret is set`: "
+        "coturn_static_auth_secrets is empty"
+    )
+
+
+def test_lint_passes() -> None:
+    lint = Path(ansible.ansible_playbook()).with_name("ansible-lint")
+    result = subprocess.run(
+        [str(lint), "--offline", "playbooks/"], capture_output=True, text=True, timeout=600,
+        cwd=resources.playbook_dir().parent,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
