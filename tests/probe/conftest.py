@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -100,3 +102,45 @@ def endpoints(server: daemons.Coturn, loopback_allowed: bool = True) -> list[End
         Endpoint(port=server.port, transport=Transport.TCP, **common),
         Endpoint(port=server.tls_port, transport=Transport.TLS, **common),
     ]
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A throwaway redis-server on a free loopback port."""
+    port = daemons.free_port()
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        daemons.wait_port(port)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def turnkit(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the installed `turnkit` CLI as a user would."""
+    base = daemons.env_without("TURNKIT_CONFIG", "TURNKIT_SECRETS_FILE", "TURNKIT_PROBE_TOKEN")
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "turnkit"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**base, "COLUMNS": "200", **(env or {})},
+    )

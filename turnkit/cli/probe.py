@@ -13,6 +13,7 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 from typer.core import TyperGroup
 
 from turnkit import clock, credentials, keyring, nodes
@@ -22,7 +23,7 @@ from turnkit.config import Config
 from turnkit.errors import ConfigError, ExitCode, InputError
 from turnkit.fsutil import atomic_write
 from turnkit.probe import history, record, report, runner, signaling, targets
-from turnkit.probe.checks import CHECKS, FORBIDDEN_PEERS, Options
+from turnkit.probe.checks import CHECKS, FORBIDDEN_PEERS, NEEDS_CREDENTIAL, Options
 from turnkit.probe.result import CheckResult, Credential, Endpoint
 
 SECRETS_ENV = "TURNKIT_SECRETS_FILE"
@@ -125,7 +126,8 @@ def _table(results: Sequence[CheckResult]) -> Table:
         table.add_column(column, justify="right" if column == "time" else "left")
     styles = {"✓": "green", "✗": "bold red", "–": "dim"}
     for row in report.table_rows(results):
-        table.add_row(*row[:3], f"[{styles[row[3]]}]{row[3]}[/]", row[4], row[5])
+        node, transport, check, mark, took, details = row
+        table.add_row(Text(node), transport, check, Text(mark, style=styles[mark]), took, Text(details))
     return table
 
 
@@ -134,22 +136,9 @@ def _run_with_progress(
 ) -> list[CheckResult]:
     total = len(runner.plan(eps, only))
     columns = (TextColumn("probing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=output.stderr, transient=True) as bar:
+    with Progress(*columns, console=output.stderr, transient=True, disable=not output.stderr.is_terminal) as bar:
         task = bar.add_task("probe", total=total)
         return asyncio.run(runner.run(eps, credential_for, options, only, lambda _: bar.advance(task)))
-
-
-def _record(cfg: Config | None, history_file: Path | None, results: Sequence[CheckResult], now: int) -> None:
-    path = history_file or (record.history_path(cfg) if cfg else None)
-    if path is not None:
-        history.append(path, now, results)
-    if cfg is None:
-        return
-    health = report.node_health(results, now)
-    if health:
-        record.write_health_file(record.health_path(cfg), health)
-        if cfg.signaling.redis_url:
-            record.write_health_redis(cfg.signaling.redis_url, health)
 
 
 @probe_app.command("run")
@@ -199,7 +188,8 @@ def run(
         eps, creds = _from_signaling(cfg, via_signaling, token)
     else:
         eps = _targets(cfg, urls or (), region, all_regions)
-    secret = None if via_signaling or not any(ep.scheme == "turn" for ep in eps) else _secret(cfg)
+    needs_secret = not via_signaling and any(c in NEEDS_CREDENTIAL for _, c in runner.plan(eps, checks))
+    secret = _secret(cfg) if needs_secret else None
 
     def credential_for(ep: Endpoint, check_name: str) -> Credential | None:
         if secret is None:
@@ -220,7 +210,7 @@ def run(
     if prometheus is not None:
         atomic_write(prometheus, report.prometheus(results, started))
     if not no_record:
-        _record(cfg, history_file, results, started)
+        record.publish(cfg, results, started, history_file)
     if json_:
         output.emit_json(report.to_json(results, started))
     else:
@@ -266,7 +256,7 @@ def history_(
     fmt = "%Y-%m-%d %H:00" if bucket == "hour" else "%Y-%m-%d"
     for p in periods:
         table.add_row(
-            f"{p.region}/{p.node}" if p.region else p.node,
+            Text(f"{p.region}/{p.node}" if p.region else p.node),
             datetime.fromtimestamp(p.period, UTC).strftime(fmt),
             str(p.runs),
             f"{p.pass_rate:.0%}",

@@ -293,6 +293,9 @@ CHECKS: dict[str, CheckFn] = {
     "expired": check_expired,
 }
 
+#: Checks that allocate with a credential (the others work without one).
+NEEDS_CREDENTIAL = frozenset({"allocate", "relay", "hardening", "expired"})
+
 #: Which checks run on which kind of endpoint (node-level checks once per node, over UDP).
 PLAN: dict[tuple[str, Transport], tuple[str, ...]] = {
     ("stun", Transport.UDP): ("stun",),

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from turnkit import health
 from turnkit.config import Config
 from turnkit.errors import TurnkitError
 from turnkit.health import NodeHealth
+from turnkit.probe import history, report
+from turnkit.probe.result import CheckResult
 
 
 class RecordError(TurnkitError):
@@ -22,7 +24,7 @@ def health_path(cfg: Config) -> Path:
 
 
 def history_path(cfg: Config) -> Path:
-    return cfg.state_path / "probe-history.sqlite"
+    return cfg.state_path / history.FILE_NAME
 
 
 def write_health_file(path: Path, new: Mapping[str, NodeHealth]) -> None:
@@ -46,3 +48,17 @@ def write_health_redis(url: str, new: Mapping[str, NodeHealth]) -> None:
             client.close()
     except redis.RedisError as exc:
         raise RecordError(f"redis: cannot publish node health: {type(exc).__name__}: {exc}") from None
+
+
+def publish(cfg: Config | None, results: Sequence[CheckResult], now: int, history_file: Path | None = None) -> None:
+    """Append the run to the history and publish the latest health of every configured node probed."""
+    path = history_file or (history_path(cfg) if cfg else None)
+    if path is not None:
+        history.append(path, now, results)
+    if cfg is None:
+        return
+    verdicts = report.node_health(results, now)
+    if verdicts:
+        write_health_file(health_path(cfg), verdicts)
+        if cfg.signaling.redis_url:
+            write_health_redis(cfg.signaling.redis_url, verdicts)

@@ -63,11 +63,13 @@ class Endpoint:
 
     @property
     def url(self) -> str:
+        """The RFC 7064/7065 URI (IPv6 hosts in brackets)."""
+        where = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
         if self.scheme == "stun":
-            return f"stun:{self.host}:{self.port}?transport={self.transport.value}"
+            return f"stun:{where}?transport={self.transport.value}"
         if self.transport is Transport.TLS:
-            return f"turns:{self.host}:{self.port}?transport=tcp"
-        return f"turn:{self.host}:{self.port}?transport={self.transport.value}"
+            return f"turns:{where}?transport=tcp"
+        return f"turn:{where}?transport={self.transport.value}"
 
 
 @dataclass(frozen=True)
