@@ -46,7 +46,9 @@ ANSIBLE_ENV: dict[str, str] = {
 }
 
 _TASK = re.compile(r"^(?:TASK|RUNNING HANDLER) \[(?P<task>.*)\] \*+$")
-_FAILED = re.compile(r"^(?:fatal|failed): \[(?P<host>[^\]]+)\](?: \(item=.*\))?: (?P<kind>FAILED|UNREACHABLE)! => (?P<rest>.*)$")
+_FAILED = re.compile(
+    r"^(?:fatal|failed): \[(?P<host>[^\]]+)\](?: \(item=.*\))?: (?P<kind>FAILED|UNREACHABLE)! => (?P<rest>.*)$"
+)
 _FAILED_ITEM = re.compile(r"^failed: \[(?P<host>[^\]]+)\] \(item=.*?\) => (?P<rest>.*)$")
 _RECAP = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$")
 
@@ -77,7 +79,9 @@ class Host:
             raise TurnkitError(f"host `{self.name}`: unknown connection `{self.connection}` (known: {known})")
         leaked = SECRET_VARS & set(self.vars)
         if leaked:
-            raise TurnkitError(f"host `{self.name}`: secret variable `{sorted(leaked)[0]}` must not go in the inventory")
+            raise TurnkitError(
+                f"host `{self.name}`: secret variable `{sorted(leaked)[0]}` must not go in the inventory"
+            )
         out: dict[str, Any] = {
             "ansible_connection": CONNECTIONS[self.connection],
             "ansible_host": self.address,
@@ -210,9 +214,7 @@ def _reason(rest: str) -> str:
 
 def ansible_playbook() -> str:
     """The ansible-playbook next to this Python (the venv), else on PATH."""
-    found = shutil.which("ansible-playbook", path=str(Path(sys.executable).parent)) or shutil.which(
-        "ansible-playbook"
-    )
+    found = shutil.which("ansible-playbook", path=str(Path(sys.executable).parent)) or shutil.which("ansible-playbook")
     if not found:
         raise TurnkitError("`ansible-playbook` not found (install turnkit's `ansible` dependency)")
     return found
@@ -256,7 +258,13 @@ def _run(argv: list[str], env: dict[str, str], out: TextIO, timeout: float | Non
     parser, lines = _Parser(), []
     try:
         proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=cwd, text=True
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            text=True,
         )
     except OSError as exc:
         raise TurnkitError(f"cannot run `ansible-playbook`: {exc.strerror}") from None

@@ -74,9 +74,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     with debian_chroot(base) as root:
         cfg = daemons.local_config(base)
         node = Node("turn-1", "local", "127.0.0.1", "127.0.0.1", None)
-        certs = pki.make_ca_and_cert(
-            base / "certs", ["turn.example.test", "127.0.0.1"], dt.datetime.now(dt.UTC), 30
-        )
+        certs = pki.make_ca_and_cert(base / "certs", ["turn.example.test", "127.0.0.1"], dt.datetime.now(dt.UTC), 30)
         relay_min = 20000 + 100 * (daemons.free_port() % 400)
         host_overrides = {
             "coturn_listening_port": daemons.free_port(),

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from tests import daemons, turnclient
 from tests.ansible.conftest import COTURN_VERSION, Target
@@ -168,8 +169,10 @@ def test_installed_coturn_serves_the_installed_certificate(target: Target) -> No
         context.wrap_socket(raw, server_hostname="turn.example.test") as tls,
     ):
         assert tls.version() in ("TLSv1.2", "TLSv1.3")
-        subject = dict(item[0] for item in tls.getpeercert()["subject"])
-        assert subject["commonName"] == "turn.example.test"
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    served = x509.load_der_x509_certificate(der)
+    assert served == x509.load_pem_x509_certificate(target.certs.cert.read_bytes())
 
 
 def test_failure_names_host_and_task(target: Target) -> None:
