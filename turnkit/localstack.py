@@ -137,13 +137,28 @@ def local_nodes(cfg: Config, region: str) -> list[Node]:
 # -- process table ---------------------------------------------------------------------------
 
 
-def _alive(pid: int) -> bool:
-    """True for a live process; a zombie (exited, not yet reaped) counts as gone."""
+def _state(stat_path: Path) -> str | None:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return stat_path.read_text().rsplit(")", 1)[-1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    """True while any thread of the process runs; a zombie (exited, not yet reaped) counts as gone.
+
+    A multi-threaded process whose main thread exited first shows `Z` while its other threads
+    still run and hold its sockets, so every task is looked at.
+    """
+    state = _state(Path(f"/proc/{pid}/stat"))
+    if state is None:
         return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+    if state != "Z":
+        return True
+    tasks = Path(f"/proc/{pid}/task")
+    with contextlib.suppress(OSError):
+        return any(_state(t / "stat") not in (None, "Z") for t in tasks.iterdir())
+    return False
 
 
 def _cmdline(pid: int) -> tuple[str, ...]:
@@ -194,6 +209,15 @@ def check_ports(service: Service) -> None:
     for item in service.listens:
         if not _probe_socket(item):
             raise PortInUse(f"{item.key}: port {item.port}/{item.proto} on {item.host} is already in use")
+
+
+def wait_ports_free(service: Service, timeout: float = STOP_TIMEOUT) -> None:
+    """After a stop: the exiting process's last threads may still hold its sockets for a moment."""
+    deadline = time.monotonic() + timeout
+    while not all(_probe_socket(item) for item in service.listens):
+        if time.monotonic() > deadline:
+            check_ports(service)
+        time.sleep(0.05)
 
 
 def _serving(service: Service) -> bool:
@@ -273,6 +297,7 @@ def ensure(lay: Layout, service: Service, progress: Progress) -> str:
         return "kept"
     if rec is not None:
         stop(lay, service.name, progress)
+        wait_ports_free(service)
         start(lay, service, progress)
         return "restarted"
     lay.pidfile(service.name).unlink(missing_ok=True)
@@ -362,7 +387,9 @@ def signaling_service(cfg: Config, lay: Layout, jwt: str) -> Service:
         argv=argv,
         env=env,
         listens=(Listen(host, port, "tcp", "signaling.port"),),
-        inputs=(cfg.path, cfg.secrets_path),
+        # Not the keyring: the service re-reads it on change, so a promote needs no restart
+        # (a restart would drop the calls it is carrying).
+        inputs=(cfg.path,),
     )
 
 
@@ -387,6 +414,9 @@ def up(cfg: Config, region: str, now: int, progress: Progress) -> dict[str, str]
     wanted = services(cfg, region, now, progress)
     for stale in set(known(lay)) - {s.name for s in wanted}:
         stop(lay, stale, progress)
+    for service in wanted:  # every busy port is reported before anything starts
+        if running(lay, service.name) is None:
+            check_ports(service)
     return {s.name: ensure(lay, s, progress) for s in wanted}
 
 
