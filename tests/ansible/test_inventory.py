@@ -1,0 +1,155 @@
+"""turnkit.ansible without running Ansible: inventory contents, secret handling, output parsing."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests import daemons
+from turnkit import ansible, render
+from turnkit.config import Config
+from turnkit.errors import TurnkitError
+from turnkit.nodes import Node
+
+NODES = [
+    Node("turn-1", "eu", "turn-1.eu.example.test", "203.0.113.10", "10.0.0.10"),
+    Node("turn-2", "eu", "turn-2.eu.example.test", "203.0.113.11", None),
+]
+
+FAILED_OUTPUT = """\
+PLAY [Configure the TURN relays] ***********************************************
+
+TASK [coturn : Install the coturn package] *************************************
+ok: [turn-1]
+ok: [turn-2]
+
+TASK [coturn : Write the coturn configuration] *********************************
+fatal: [turn-2]: FAILED! => {"censored": "the output has been hidden due to the fact that 'no_log: true' was specified for this result", "changed": false}
+changed: [turn-1]
+
+TASK [signaling : Enable one signaling instance per port] **********************
+failed: [turn-1] (item=8080) => {"ansible_loop_var": "item", "changed": false, "item": 8080, "msg": "Unit not found.\\nsecond line"}
+
+PLAY RECAP *********************************************************************
+turn-1                     : ok=2    changed=1    unreachable=0    failed=1    skipped=0    rescued=0    ignored=0
+turn-2                     : ok=1    changed=0    unreachable=0    failed=1    skipped=0    rescued=0    ignored=0
+"""
+
+
+def eu_config(tmp: Path) -> Config:
+    return daemons.local_config(tmp, '\n[regions.eu]\nprovider = "aws"\nnodes = 2\n')
+
+
+def test_turn_hosts_carry_the_coturn_context_without_secrets(tmp_path: Path) -> None:
+    cfg = eu_config(tmp_path)
+    hosts = ansible.turn_hosts(cfg, NODES, "4.6.1", user="admin", certificates=True, overrides={"coturn_max_bps": 5})
+    assert [h.address for h in hosts] == ["203.0.113.10", "203.0.113.11"]
+    expected = render.coturn_context(cfg, NODES[0], ["x"], "4.6.1")
+    del expected["coturn_static_auth_secrets"]
+    host_vars = hosts[0].inventory_vars()
+    assert {k: v for k, v in host_vars.items() if k.startswith("coturn_")} == {**expected, "coturn_max_bps": 5}
+    assert host_vars["coturn_external_ip"] == "203.0.113.10/10.0.0.10"
+    assert host_vars["certbot_domains"] == ["turn-1.eu.example.test"]
+    assert host_vars["ansible_connection"] == "ansible.builtin.ssh"
+    assert host_vars["ansible_user"] == "admin"
+    assert host_vars["ansible_become"] is True
+    assert host_vars["ansible_ssh_common_args"] == "-o StrictHostKeyChecking=accept-new"
+
+
+def test_chroot_hosts_use_the_chroot_plugin(tmp_path: Path) -> None:
+    cfg = eu_config(tmp_path)
+    hosts = ansible.turn_hosts(cfg, NODES[:1], "4.6.1", connection="chroot", addresses={"turn-1": "/srv/root"})
+    host_vars = hosts[0].inventory_vars()
+    assert host_vars["ansible_connection"] == "community.general.chroot"
+    assert host_vars["ansible_host"] == "/srv/root"
+    assert "ansible_user" not in host_vars
+    assert "certbot_domains" not in host_vars
+
+
+def test_inventory_groups(tmp_path: Path) -> None:
+    cfg = eu_config(tmp_path)
+    inventory = ansible.Inventory(
+        turn=ansible.turn_hosts(cfg, NODES, "4.6.1"),
+        signaling=[ansible.Host("signal-1", "203.0.113.20")],
+        turn_vars=ansible.certbot_vars(cfg, NODES),
+        signaling_vars=ansible.region_vars(cfg, NODES, {"nginx_http_port": 8080}),
+    )
+    data = json.loads(json.dumps(inventory.to_dict()))
+    groups = data["all"]["children"]
+    assert sorted(groups["turn"]["hosts"]) == ["turn-1", "turn-2"]
+    assert list(groups["signaling"]["hosts"]) == ["signal-1"]
+    assert groups["signaling"]["vars"]["nginx_http_port"] == 8080
+    assert groups["signaling"]["vars"]["signaling_ports"] == [8080, 8081]
+    assert groups["turn"]["vars"]["certbot_deploy_hook_path"].endswith("turnkit-install-certs.sh")
+
+
+def test_secret_variables_never_enter_the_inventory(tmp_path: Path) -> None:
+    cfg = eu_config(tmp_path)
+    hosts = ansible.turn_hosts(cfg, NODES, "4.6.1", overrides={"coturn_static_auth_secrets": ["leak"]})
+    assert "coturn_static_auth_secrets" not in hosts[0].inventory_vars()
+    host = ansible.Host("turn-1", "203.0.113.10", vars={"coturn_key_pem": "KEY"})
+    with pytest.raises(TurnkitError, match=r"^host `turn-1`: secret variable `coturn_key_pem` must not go in"):
+        host.inventory_vars()
+    with pytest.raises(TurnkitError, match=r"^secret variable `signaling_secrets_json` must not go in"):
+        ansible.Inventory(signaling_vars={"signaling_secrets_json": "{}"}).to_dict()
+
+
+def test_unknown_connection_is_named() -> None:
+    with pytest.raises(TurnkitError) as info:
+        ansible.Host("turn-1", "x", connection="docker").inventory_vars()
+    assert str(info.value) == "host `turn-1`: unknown connection `docker` (known: chroot, ssh)"
+
+
+def fake_playbook(tmp_path: Path, output: str, rc: int) -> Path:
+    """A stand-in ansible-playbook printing canned output, to test parsing alone."""
+    script = tmp_path / "ansible-playbook"
+    (tmp_path / "out.txt").write_text(output)
+    script.write_text(f"#!/bin/sh\ncat {tmp_path / 'out.txt'}\nexit {rc}\n")
+    script.chmod(0o755)
+    return script
+
+
+def test_failure_names_the_first_failed_host_and_task(tmp_path: Path) -> None:
+    script = fake_playbook(tmp_path, FAILED_OUTPUT, 2)
+    stream = io.StringIO()
+    with pytest.raises(ansible.PlaybookError) as info:
+        ansible._run([str(script)], dict(os.environ), stream, 30, tmp_path)
+    assert str(info.value) == (
+        "ansible: host `turn-1` failed at task `signaling : Enable one signaling instance per port`: Unit not found."
+    )
+    assert stream.getvalue() == FAILED_OUTPUT  # progress is streamed as it comes
+
+
+def test_censored_failure_keeps_the_censored_note(tmp_path: Path) -> None:
+    only_turn2 = FAILED_OUTPUT.replace("failed: [turn-1] (item=8080)", "ok: [turn-1] (item=8080)").replace(
+        "turn-1                     : ok=2    changed=1    unreachable=0    failed=1",
+        "turn-1                     : ok=2    changed=1    unreachable=0    failed=0",
+    )
+    with pytest.raises(ansible.PlaybookError) as info:
+        ansible._run([str(fake_playbook(tmp_path, only_turn2, 2))], dict(os.environ), io.StringIO(), 30, tmp_path)
+    assert info.value.host == "turn-2"
+    assert info.value.task == "coturn : Write the coturn configuration"
+    assert "no_log: true" in str(info.value)
+
+
+def test_error_without_a_failed_task_reports_the_last_line(tmp_path: Path) -> None:
+    output = "ERROR! the playbook: site.yml could not be found\n"
+    with pytest.raises(ansible.PlaybookError) as info:
+        ansible._run([str(fake_playbook(tmp_path, output, 1))], dict(os.environ), io.StringIO(), 30, tmp_path)
+    assert str(info.value) == "ansible-playbook exited with 1: ERROR! the playbook: site.yml could not be found"
+
+
+def test_recap_of_a_successful_run(tmp_path: Path) -> None:
+    output = "PLAY RECAP ***\nturn-1 : ok=3 changed=0 unreachable=0 failed=0 skipped=1 rescued=0 ignored=0\n"
+    result = ansible._run([str(fake_playbook(tmp_path, output, 0))], dict(os.environ), io.StringIO(), 30, tmp_path)
+    assert result.changed() == {"turn-1": 0}
+    assert result.recap["turn-1"]["skipped"] == 1
+
+
+def test_ansible_playbook_is_found_next_to_python() -> None:
+    assert Path(ansible.ansible_playbook()).parent == Path(sys.executable).parent
