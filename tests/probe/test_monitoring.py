@@ -103,7 +103,7 @@ def test_alerts_fire_on_what_the_probe_exports(tmp_path: Path) -> None:
         "evaluation_interval": "1m",
         "tests": [
             {
-                "interval": "1m",
+                "interval": "10m",
                 "input_series": _series(report.prometheus(BROKEN, 0), steps),
                 "alert_rule_test": alert_tests,
             }
