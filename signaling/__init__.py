@@ -1,0 +1,1 @@
+"""turnkit signaling: a WebRTC matchmaker speaking SIGNALING.md v1 over WebSocket."""

@@ -1,0 +1,168 @@
+"""Client authentication: a JWT (RFC 7519) from `?token=` or `Authorization: Bearer`, checked with PyJWT.
+
+HS256 uses a shared secret from the environment; RS256/ES256 use a PEM public key or a JWKS file
+(RFC 7517). `exp` and `sub` are required; `nbf`, `aud` and `iss` are checked when configured, with leeway.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from turnkit.config import Config
+from turnkit.credentials import check_user_id
+from turnkit.errors import ConfigError, InputError
+
+try:
+    from jwt.warnings import InsecureKeyLengthWarning
+except ImportError:  # PyJWT < 2.10 has no key-length warning
+    InsecureKeyLengthWarning = UserWarning  # type: ignore[misc,assignment]
+
+log = logging.getLogger(__name__)
+
+MIN_HMAC_KEY = 32
+
+#: The key type each asymmetric algorithm needs (RFC 7518 §3.3, §3.4).
+KEY_TYPES: dict[str, type] = {"RS256": rsa.RSAPublicKey, "ES256": ec.EllipticCurvePublicKey}
+
+#: PyJWT failure → the text the client sees in the 401 body (never the token itself).
+REASONS: tuple[tuple[type[Exception], str], ...] = (
+    (jwt.ExpiredSignatureError, "token expired"),
+    (jwt.ImmatureSignatureError, "token not yet valid"),
+    (jwt.InvalidAudienceError, "token audience not accepted"),
+    (jwt.InvalidIssuerError, "token issuer not accepted"),
+    (jwt.InvalidSignatureError, "token signature invalid"),
+    (jwt.DecodeError, "token malformed"),
+)
+
+
+class AuthError(Exception):
+    """Why a request is refused with 401; the text is safe to show the client."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who connected: `user` is the JWT `sub` (the TURN user id); `region` an optional claim."""
+
+    user: str
+    region: str | None = None
+
+
+@dataclass(frozen=True)
+class Verifier:
+    """Checks tokens against the configured algorithms and keys."""
+
+    algorithms: tuple[str, ...]
+    secret: str | None = field(default=None, repr=False)
+    public_keys: tuple[Any, ...] = ()
+    jwks: Mapping[str, Any] = field(default_factory=dict)
+    audience: str | None = None
+    issuer: str | None = None
+    leeway: int = 30
+
+    def _key(self, header: Mapping[str, Any]) -> Any:
+        alg = header.get("alg")
+        if alg not in self.algorithms:
+            raise AuthError("token algorithm not accepted")
+        if alg == "HS256":
+            if self.secret is None:
+                raise AuthError("token algorithm not accepted")
+            return self.secret
+        want = KEY_TYPES[alg]
+        kid = header.get("kid")
+        if isinstance(kid, str) and kid in self.jwks:
+            candidates: list[Any] = [self.jwks[kid]]
+        else:
+            candidates = [*self.public_keys, *(self.jwks.values() if kid is None else ())]
+        for key in candidates:
+            if isinstance(key, want):
+                return key
+        raise AuthError("no key for this token")
+
+    def verify(self, token: str) -> Identity:
+        try:
+            header = jwt.get_unverified_header(token)
+            key = self._key(header)
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[header["alg"]],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": ["exp", "sub"], "verify_aud": self.audience is not None},
+            )
+        except AuthError:
+            raise
+        except jwt.MissingRequiredClaimError as exc:
+            raise AuthError(f"token lacks the `{exc.claim}` claim") from None
+        except jwt.PyJWTError as exc:
+            reason = next((text for kind, text in REASONS if isinstance(exc, kind)), "token invalid")
+            raise AuthError(reason) from None
+        try:
+            user = check_user_id(claims["sub"] if isinstance(claims["sub"], str) else "")
+        except InputError:
+            raise AuthError("token `sub` is not a usable user id") from None
+        region = claims.get("region")
+        return Identity(user, region if isinstance(region, str) else None)
+
+
+def bearer(headers: Mapping[str, str], query: Mapping[str, list[str]]) -> str:
+    """The token from `Authorization: Bearer …` or `?token=…`; AuthError when there is none."""
+    value = headers.get("Authorization", "")
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    tokens = query.get("token")
+    if tokens and tokens[0]:
+        return tokens[0]
+    raise AuthError("missing token")
+
+
+def _public_key(path: Path) -> Any:
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"signaling.jwt.public_key_file: cannot read `{path}`: {exc.strerror}") from None
+    except ValueError:
+        raise ConfigError(f"signaling.jwt.public_key_file: `{path}` is not a PEM public key") from None
+    if not isinstance(key, tuple(KEY_TYPES.values())):
+        raise ConfigError(f"signaling.jwt.public_key_file: `{path}` must hold an RSA or EC public key")
+    return key
+
+
+def _jwks(path: Path) -> dict[str, Any]:
+    try:
+        keyset = jwt.PyJWKSet.from_json(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"signaling.jwt.jwks_file: cannot read `{path}`: {exc.strerror}") from None
+    except (jwt.PyJWKSetError, jwt.InvalidKeyError, ValueError, json.JSONDecodeError):
+        raise ConfigError(f"signaling.jwt.jwks_file: `{path}` is not a usable JWKS document") from None
+    return {k.key_id or f"#{i}": k.key for i, k in enumerate(keyset.keys)}
+
+
+def load_verifier(cfg: Config, env: Mapping[str, str]) -> Verifier:
+    """Build the verifier from config, environment and key files (the I/O edge of this module)."""
+    jcfg = cfg.signaling.jwt
+    secret = env.get(jcfg.secret_env) or None
+    if "HS256" in jcfg.algorithms and secret is None:
+        raise ConfigError(f"signaling.jwt: HS256 needs a secret in the `{jcfg.secret_env}` environment variable")
+    if secret is not None and len(secret.encode()) < MIN_HMAC_KEY:
+        log.warning("signaling.jwt: the HS256 secret is shorter than %d bytes (RFC 7518 §3.2)", MIN_HMAC_KEY)
+        # Said once here; PyJWT would otherwise warn on every verification.
+        warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
+    public = (_public_key(cfg.resolve(jcfg.public_key_file)),) if jcfg.public_key_file else ()
+    jwks = _jwks(cfg.resolve(jcfg.jwks_file)) if jcfg.jwks_file else {}
+    asym = [a for a in jcfg.algorithms if a != "HS256"]
+    if asym and not public and not jwks:
+        raise ConfigError(f"signaling.jwt: {', '.join(asym)} needs public_key_file or jwks_file")
+    return Verifier(tuple(jcfg.algorithms), secret, public, jwks, jcfg.audience, jcfg.issuer, jcfg.leeway)

@@ -1,0 +1,276 @@
+"""The frame handler: per-connection state, rate limiting, the relay hot path, room events, ICE pushes.
+
+Transport-free: a connection is a `Link` (send a text frame, close with a code). Membership changes go
+through the backend; its outcomes come back as `Events` callbacks, which update this process's view of
+its rooms and fan out to local members.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+from signaling import protocol
+from signaling.backends import Backend
+from signaling.ice import IceProvider, IceSet
+from signaling.metrics import Stats
+from signaling.protocol import Code, FrameError
+from signaling.rooms import Joined, RoomTable
+from signaling.schedule import MIN_PUSH_DELAY, Timers, push_at
+
+log = logging.getLogger(__name__)
+
+#: WebSocket close codes (RFC 6455 §7.4.1).
+POLICY_VIOLATION = 1008
+SERVICE_RESTART = 1012
+TRY_AGAIN_LATER = 1013
+
+
+class Link(Protocol):
+    """The transport side of one connection."""
+
+    def push(self, frame: str) -> None: ...
+
+    def drop(self, code: int, reason: str) -> None: ...
+
+
+class Peer:
+    """One connection's state; `id` is random and unguessable, `user` is the JWT `sub`."""
+
+    __slots__ = ("closing", "ice_gen", "id", "joining", "link", "region", "room", "stamp", "tokens", "user", "warned")
+
+    def __init__(self, peer_id: str, user: str, region: str | None, link: Link, burst: float, now: float) -> None:
+        self.id = peer_id
+        self.user = user
+        self.region = region
+        self.link = link
+        self.room: str | None = None
+        self.joining = False
+        self.closing = False
+        self.tokens = burst
+        self.stamp = now
+        self.warned = False
+        self.ice_gen = 0
+
+    def __repr__(self) -> str:
+        return f"Peer(id={self.id!r}, room={self.room!r})"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-room and per-connection limits (from `[signaling]`)."""
+
+    capacity: int = 2
+    max_frame: int = 64 * 1024
+    rate: float = 50.0
+    burst: int = 100
+    refresh_margin: float = 300.0
+    push_floor: float = MIN_PUSH_DELAY
+
+
+class Hub:
+    """All connections of this process; implements the backend `Events` callbacks."""
+
+    def __init__(
+        self,
+        limits: Limits,
+        ice: IceProvider,
+        backend: Backend,
+        stats: Stats,
+        loop: asyncio.AbstractEventLoop,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limits = limits
+        self.ice = ice
+        self.backend = backend
+        self.stats = stats
+        self.clock = clock
+        self.peers: dict[str, Peer] = {}
+        self.view = RoomTable()
+        self.timers = Timers(loop, self._push)
+        self.handlers: dict[str, Callable[[Peer, str, dict[str, Any]], None]] = {
+            "join-room": self._join,
+            "leave-room": self._leave,
+            "ice-servers": self._ice_servers,
+            "offer": self._relay,
+            "answer": self._relay,
+            "ice-candidate": self._relay,
+        }
+
+    # Connections
+
+    def connect(self, user: str, region: str | None, link: Link) -> Peer:
+        peer = Peer(secrets.token_urlsafe(16), user, region, link, float(self.limits.burst), self.clock())
+        self.peers[peer.id] = peer
+        self.stats.connections_total += 1
+        return peer
+
+    def disconnect(self, peer: Peer) -> None:
+        if self.peers.pop(peer.id, None) is None:
+            return
+        peer.closing = True
+        if peer.room is not None or peer.joining:
+            self.backend.leave(peer.id)
+
+    def on_frame(self, peer: Peer, data: str | bytes, binary: bool = False) -> None:
+        """Handle one client frame; never raises for any input (errors become `error` frames)."""
+        if peer.closing:
+            return
+        lim = self.limits
+        now = self.clock()
+        tokens = peer.tokens + (now - peer.stamp) * lim.rate
+        peer.stamp = now
+        if tokens >= lim.burst:
+            tokens = float(lim.burst)
+            peer.warned = False
+        if tokens < 1.0:
+            peer.tokens = tokens
+            if peer.warned:
+                self._close(peer, POLICY_VIOLATION, "rate limit exceeded", "rate-limit")
+            else:
+                peer.warned = True
+                self._error(peer, FrameError(Code.RATE_LIMITED))
+            return
+        peer.tokens = tokens - 1.0
+        try:
+            kind, msg = protocol.parse(data, binary)
+            self.handlers[kind](peer, kind, msg)
+        except FrameError as exc:
+            self._error(peer, exc)
+
+    def _error(self, peer: Peer, exc: FrameError) -> None:
+        self.stats.errors[exc.code] += 1
+        peer.link.push(exc.frame())
+
+    def _close(self, peer: Peer, code: int, reason: str, why: str) -> None:
+        peer.closing = True
+        self.stats.closed[why] += 1
+        log.warning("closing peer %s: %s", peer.id, reason)
+        peer.link.drop(code, reason)
+
+    # Client messages
+
+    def _relay(self, peer: Peer, kind: str, msg: dict[str, Any]) -> None:
+        room = peer.room
+        if room is None:
+            raise FrameError(Code.NOT_IN_ROOM, ref=kind)
+        to = msg["to"]
+        members = self.view.rooms.get(room)
+        owner = members.get(to) if members is not None and to != peer.id else None
+        if owner is None:
+            raise FrameError(Code.UNKNOWN_PEER, ref=kind)
+        frame = protocol.relay(kind, peer.id, msg)
+        limit = self.limits.max_frame
+        if len(frame) > limit or (not frame.isascii() and len(frame.encode()) > limit):
+            raise FrameError(Code.TOO_LARGE, ref=kind)
+        self.stats.relayed[kind] += 1
+        target = self.peers.get(to)
+        if target is not None:
+            target.link.push(frame)
+        else:
+            self.backend.forward(owner, to, room, frame)
+
+    def _join(self, peer: Peer, kind: str, msg: dict[str, Any]) -> None:
+        peer.joining = True
+        self.backend.join(peer.id, msg["room"], self.limits.capacity)
+
+    def _leave(self, peer: Peer, kind: str, msg: dict[str, Any]) -> None:
+        if peer.room is None:
+            raise FrameError(Code.NOT_IN_ROOM, ref=kind)
+        self.backend.leave(peer.id)
+
+    def _ice_servers(self, peer: Peer, kind: str, msg: dict[str, Any]) -> None:
+        ice = self.ice.issue(peer.user, peer.region)
+        peer.link.push(protocol.ice_servers(ice.servers, ice.expires_at))
+        if peer.room is not None:
+            self._schedule(peer, ice)
+
+    # ICE pushes: one timer for the whole server, stale entries skipped by generation.
+
+    def _schedule(self, peer: Peer, ice: IceSet) -> None:
+        peer.ice_gen += 1
+        wall = self.ice.clock()
+        delay = push_at(wall, ice.expires_at, self.limits.refresh_margin, self.limits.push_floor) - wall
+        self.timers.add(delay, (peer.id, peer.ice_gen))
+
+    def _push(self, keys: list[Hashable]) -> None:
+        for key in keys:
+            peer_id, gen = cast(tuple[str, int], key)
+            peer = self.peers.get(peer_id)
+            if peer is None or peer.closing or peer.room is None or peer.ice_gen != gen:
+                continue
+            try:
+                ice = self.ice.issue(peer.user, peer.region)
+            except Exception:
+                log.exception("ICE push for peer %s failed", peer.id)
+                continue
+            peer.link.push(protocol.ice_servers(ice.servers, ice.expires_at))
+            self._schedule(peer, ice)
+
+    # Backend events
+
+    def joined(self, event: Joined) -> None:
+        local = self.peers.get(event.peer) if event.owner == self.backend.proc else None
+        if local is not None:
+            self.view.put(event.room, (*event.before, (event.peer, event.owner)))
+            local.room, local.joining = event.room, False
+            ice = self.ice.issue(local.user, local.region)
+            users = [p for p, _ in event.before]
+            local.link.push(protocol.all_users(event.room, event.peer, users, ice.servers, ice.expires_at))
+            self._schedule(local, ice)
+        elif event.room in self.view.rooms:
+            self.view.add(event.room, event.peer, event.owner)
+        else:
+            return
+        if not event.again:
+            self._fan_out(event.room, protocol.user_joined(event.peer), event.peer)
+
+    def left(self, room: str, peer: str) -> None:
+        local = self.peers.get(peer)
+        if local is not None and local.room == room:
+            local.room = None
+            local.ice_gen += 1
+        if room not in self.view.rooms:
+            return
+        self.view.remove(room, peer)
+        if room in self.view.rooms and not self._fan_out(room, protocol.user_left(peer), peer):
+            self.view.drop(room)
+
+    def _fan_out(self, room: str, frame: str, skip: str) -> bool:
+        """Send `frame` to the local members of `room` except `skip`; False if there were none."""
+        any_local = False
+        for member in self.view.rooms.get(room, ()):
+            target = self.peers.get(member)
+            if target is not None and member != skip:
+                target.link.push(frame)
+                any_local = True
+        return any_local
+
+    def full(self, peer: str, room: str) -> None:
+        local = self.peers.get(peer)
+        if local is not None:
+            local.joining = False
+            self._error(local, FrameError(Code.ROOM_FULL, f"room `{room}` is full", "join-room"))
+
+    def deliver(self, peer: str, room: str, frame: str) -> None:
+        local = self.peers.get(peer)
+        if local is not None and local.room == room:
+            local.link.push(frame)
+
+    def failed(self, peer: str, reason: str) -> None:
+        local = self.peers.get(peer)
+        if local is not None and not local.closing:
+            self._close(local, TRY_AGAIN_LATER, reason, "backend")
+
+    def lost(self) -> None:
+        for peer in list(self.peers.values()):
+            if (peer.room is not None or peer.joining) and not peer.closing:
+                self._close(peer, SERVICE_RESTART, "membership lost; reconnect", "membership-lost")
+
+    def close(self) -> None:
+        self.timers.close()

@@ -1,0 +1,215 @@
+"""Fixtures for the signaling server: config, keyring, a real redis-server, servers on free ports, clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from signaling.app import SignalingServer
+from tests.daemons import free_port, wait_port
+from turnkit import config as config_mod
+from turnkit import keyring
+
+JWT_SECRET = "test-jwt-secret-that-is-long-enough-for-hs256"
+TIMEOUT = 15.0
+
+
+def toml_text(tables: Mapping[str, Mapping[str, object]]) -> str:
+    """A TOML document from {table: {key: value}} (JSON spells these values the TOML way)."""
+    return "\n".join(
+        f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
+        for name, values in tables.items()
+    )
+
+
+def write_config(tmp: Path, **tables: Mapping[str, object]) -> config_mod.Config:
+    """turnkit.toml in `tmp` with a `local` region and a fresh keyring; `tables` override/extend it."""
+    base: dict[str, dict[str, object]] = {
+        "project": {"domain": "turn.example.test"},
+        "signaling": {"host": "127.0.0.1"},
+        "regions.local": {"provider": "local", "allow_loopback_peers": True},
+    }
+    for name, values in tables.items():
+        base.setdefault(name.replace("__", "."), {}).update(values)
+    path = tmp / "turnkit.toml"
+    path.write_text(toml_text(base))
+    cfg = config_mod.load(path)
+    if not cfg.secrets_path.exists():
+        keyring.save(cfg.secrets_path, keyring.init(int(time.time())))
+    return cfg
+
+
+def make_token(sub: str = "alice", secret: str = JWT_SECRET, ttl: int = 300, alg: str = "HS256", **claims: Any) -> str:
+    now = int(time.time())
+    return jwt.encode({"sub": sub, "iat": now, "exp": now + ttl, **claims}, secret, algorithm=alg)
+
+
+@dataclass
+class RedisProc:
+    proc: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@contextlib.contextmanager
+def redis_running(workdir: Path) -> Iterator[RedisProc]:
+    """A throwaway redis-server on a free loopback port, no persistence."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    proc = subprocess.Popen(
+        [*cmd, "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    server = RedisProc(proc, port)
+    try:
+        wait_port(port, timeout=TIMEOUT)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisProc]:
+    with redis_running(tmp_path / "redis") as server:
+        yield server
+
+
+@pytest.fixture(params=["memory", "redis"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
+    """None for the in-memory backend, else the URL of a fresh redis-server."""
+    if request.param == "memory":
+        yield None
+        return
+    with redis_running(tmp_path / "redis") as server:
+        yield server.url
+
+
+class Client:
+    """A test WebSocket client speaking SIGNALING.md frames."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+
+    async def send(self, **msg: Any) -> None:
+        await self.ws.send(json.dumps(msg))
+
+    async def recv(self, timeout: float = TIMEOUT) -> dict[str, Any]:
+        frame = await asyncio.wait_for(self.ws.recv(), timeout)
+        msg = json.loads(frame)
+        assert isinstance(msg, dict)
+        return msg
+
+    async def expect(self, kind: str, timeout: float = TIMEOUT) -> dict[str, Any]:
+        msg = await self.recv(timeout)
+        assert msg["type"] == kind, msg
+        return msg
+
+    async def join(self, room: str) -> dict[str, Any]:
+        await self.send(type="join-room", room=room)
+        return await self.expect("all-users")
+
+    async def closed_code(self, timeout: float = TIMEOUT) -> int | None:
+        """Read until the server closes; the close code it sent."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(timeout):
+                while True:
+                    await self.ws.recv()
+        assert self.ws.close_code is not None or self.ws.state.name == "CLOSED"
+        return self.ws.close_code
+
+
+@dataclass
+class Running:
+    server: SignalingServer
+    cfg: config_mod.Config
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ws_url(self, token: str | None = None, **query: str) -> str:
+        params = {**({"token": token} if token else {}), **query}
+        qs = "&".join(f"{k}={v}" for k, v in params.items())
+        return f"ws://127.0.0.1:{self.port}/ws" + (f"?{qs}" if qs else "")
+
+    @contextlib.asynccontextmanager
+    async def client(self, sub: str = "alice", **kw: Any) -> AsyncIterator[Client]:
+        async with connect(self.ws_url(make_token(sub)), **kw) as ws:
+            yield Client(ws)
+
+
+StartServer = Callable[..., contextlib.AbstractAsyncContextManager[Running]]
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> StartServer:
+    """`async with start_server(redis_url, signaling={...}, project={...}) as running:` an in-process server."""
+
+    @contextlib.asynccontextmanager
+    async def start(
+        redis_url: str | None = None,
+        env: Mapping[str, str] | None = None,
+        workdir: Path | None = None,
+        server_kw: Mapping[str, Any] | None = None,
+        **tables: Mapping[str, object],
+    ) -> AsyncIterator[Running]:
+        sig = dict(tables.pop("signaling", {}))
+        if redis_url:
+            sig["redis_url"] = redis_url
+        directory = workdir or tmp_path / f"srv-{free_port()}"
+        directory.mkdir(parents=True, exist_ok=True)
+        cfg = write_config(directory, signaling=sig, **tables)
+        server = SignalingServer(
+            cfg,
+            env={"TURNKIT_JWT_SECRET": JWT_SECRET, **(env or {})},
+            host="127.0.0.1",
+            port=0,
+            **(server_kw or {}),
+        )
+        await server.startup()
+        try:
+            yield Running(server, cfg)
+        finally:
+            await server.shutdown()
+
+    return start
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+def turnkit_command(*args: str) -> list[str]:
+    return [str(Path(sys.executable).parent / "turnkit"), *args]
