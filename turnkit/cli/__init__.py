@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "turnkit.cli.secret",
     "turnkit.cli.creds",
     "turnkit.cli.render",
+    "turnkit.cli.signaling",
     "turnkit.cli.probe",
     "turnkit.cli.deploy",
 )
