@@ -126,6 +126,11 @@ def layout(cfg: Config, region: str) -> Layout:
     return Layout(cfg.state_path / region)
 
 
+def ca_file(cfg: Config, region: str) -> Path:
+    """The private CA that signed the local region's TLS certificate (for `turnkit probe --ca-file`)."""
+    return layout(cfg, region).certs / "ca.pem"
+
+
 def local_nodes(cfg: Config, region: str) -> list[Node]:
     """Node N listens on 127.0.0.N: every node keeps the configured ports (loopback is a /8)."""
     return [
