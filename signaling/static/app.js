@@ -35,7 +35,7 @@
   // Read-only view of the call for people and tests (no DOM scraping needed).
   const demo = {
     state: "idle", you: null, room: null, peer: null, relayOnly: false,
-    iceServers: [], expiresAt: null, iceState: null, stats: null, errors: [], pc: null,
+    iceServers: [], expiresAt: null, iceState: null, stats: null, errors: [], pc: null, queuedCandidates: 0,
   };
   window.turnkitDemo = demo;
 
@@ -197,7 +197,10 @@
     },
     "ice-candidate": async (m) => {
       if (pc && demo.peer === m.from && pc.remoteDescription) await addCandidate(m.candidate);
-      else pending.push({ from: m.from, candidate: m.candidate });
+      else {
+        pending.push({ from: m.from, candidate: m.candidate });
+        demo.queuedCandidates += 1;
+      }
     },
     "user-left": async (m) => {
       if (m.id !== demo.peer) return;

@@ -50,13 +50,39 @@ def parse_candidate(init: Message | None) -> RTCIceCandidate | None:
     return candidate
 
 
+def sdp_candidates(sdp: str) -> list[Message]:
+    """The `a=candidate` lines of an SDP as RTCIceCandidateInit dicts (mid and m-line index of each)."""
+    sections = sdp.split("\r\nm=")[1:]
+    found: list[Message] = []
+    for index, section in enumerate(sections):
+        lines = section.split("\r\n")
+        mid = next((line.removeprefix("a=mid:") for line in lines if line.startswith("a=mid:")), None)
+        found += [
+            {"candidate": line.removeprefix("a="), "sdpMid": mid, "sdpMLineIndex": index}
+            for line in lines
+            if line.startswith("a=candidate:")
+        ]
+    return found
+
+
+def strip_candidates(sdp: str) -> str:
+    """The SDP without candidates, as a trickling peer's first description looks."""
+    keep = [line for line in sdp.splitlines() if not line.startswith(("a=candidate:", "a=end-of-candidates"))]
+    return "\r\n".join(keep) + "\r\n"
+
+
 class CallPeer:
     """One call participant: a WebSocket to `/ws`, one RTCPeerConnection, one data channel."""
 
-    def __init__(self, ws_url: str, relay_only: bool = True, send_video: bool = False) -> None:
+    def __init__(
+        self, ws_url: str, relay_only: bool = True, send_video: bool = False, candidates_first: bool = False
+    ) -> None:
         self.ws_url = ws_url
         self.relay_only = relay_only
         self.send_video = send_video
+        #: Send our candidates as `ice-candidate` messages *before* the offer/answer that has them stripped,
+        #: so the other side must queue candidates that arrive before its remote description.
+        self.candidates_first = candidates_first
         self.you: str | None = None
         self.peer: str | None = None
         self.ice_servers: list[Message] = []
@@ -203,8 +229,13 @@ class CallPeer:
         self.errors.append(m)
 
     async def _send_description(self, kind: str, pc: RTCPeerConnection) -> None:
-        desc = pc.localDescription
-        await self.send({"type": kind, "to": self.peer, "sdp": {"type": desc.type, "sdp": desc.sdp}})
+        sdp = pc.localDescription.sdp
+        if self.candidates_first:
+            for init in sdp_candidates(sdp):
+                await self.send({"type": "ice-candidate", "to": self.peer, "candidate": init})
+            await self.send({"type": "ice-candidate", "to": self.peer, "candidate": None})
+            sdp = strip_candidates(sdp)
+        await self.send({"type": kind, "to": self.peer, "sdp": {"type": pc.localDescription.type, "sdp": sdp}})
 
     async def _flush(self) -> None:
         assert self.pc is not None

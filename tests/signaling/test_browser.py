@@ -203,3 +203,17 @@ async def test_pushed_ice_servers_reach_the_live_peer_connection(browser: Browse
     assert usernames == [server["username"] for server in pushed["iceServers"] if "username" in server]
     assert usernames != [server["username"] for server in first["iceServers"] if "username" in server]
     assert pushed["state"] == "connected"
+
+
+async def test_candidates_before_the_offer_are_queued(browser: Browser, stack: Stack) -> None:
+    page = await open_page(browser, stack, "kim")
+    await join(page, "early-candidates")
+    await wait_for(page, "() => window.turnkitDemo.state === 'waiting'", stack, "kim alone in the room")
+    async with CallPeer(stack.ws_url(stack.token("lee")), send_video=True, candidates_first=True) as lee:
+        await lee.join("early-candidates")  # sends its relay candidates, then an offer without them
+        await wait_for(page, CALL_UP, stack, "kim's call from early candidates")
+        state = await demo_state(page)
+        assert state["queuedCandidates"] >= 1
+        assert state["errors"] == []
+        assert state["stats"]["remoteCandidateType"] == "relay"
+        await lee.wait_open()
