@@ -264,3 +264,20 @@ def test_missing_ssh_key_names_the_key(aws_env: str, tmp_path: Path) -> None:
 def test_provision_errors_map_to_the_runtime_exit_code() -> None:
     assert issubclass(ProvisionError, TurnkitError)
     assert ProvisionError.exit_code is ExitCode.RUNTIME
+
+
+def test_deploy_dry_run_plans_and_status_reads_recorded_nodes(aws_env: str, tmp_path: Path) -> None:
+    write_config(tmp_path)
+    dry = run_cli("deploy", "--region", "eu", "--dry-run", "--json", cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    report = json.loads(dry.stdout)
+    assert (report["dry_run"], report["nodes"]) == (True, [])
+    assert [a["verb"] for a in report["actions"]] == ["create"] * 6
+    assert inventory() == {"security_groups": 0, "key_pairs": 0, "instances": 0, "addresses": 0}
+
+    assert run_cli("provision", "--region", "eu", cwd=tmp_path).returncode == 0
+    status = run_cli("status", "--region", "eu", "--json", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    rows = json.loads(status.stdout)
+    assert [(r["name"], r["provider"], r["probe"]) for r in rows] == [("turn-1", "aws", None), ("turn-2", "aws", None)]
+    assert all(r["public_ip"] and r["private_ip"] for r in rows)
