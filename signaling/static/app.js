@@ -135,10 +135,11 @@
     pc = demo.pc = null;
     demo.peer = null;
     demo.iceState = null;
+    demo.stats = null;
     pending = [];
     ui.remoteVideo.srcObject = null;
     ui.placeholder.hidden = false;
-    ui.statIce.textContent = "–";
+    [ui.statIce, ui.statLocal, ui.statRemote, ui.statRtt, ui.statVideo].forEach((el) => { el.textContent = "–"; });
   }
 
   async function addCandidate(candidate) {

@@ -136,6 +136,11 @@ async def test_controls_and_hang_up(browser: Browser, stack: Stack) -> None:
     )
     assert (await demo_state(bob))["state"] == "idle"
     assert await alice.evaluate("() => document.getElementById('remote-video').srcObject") is None
+    assert (await demo_state(alice))["stats"] is None
+
+    await join(bob, "hangup-call")  # calling again after hanging up: fresh camera, socket and connection
+    for page, name in ((alice, "carol"), (bob, "dave")):
+        await wait_for(page, CALL_UP, stack, f"{name}'s second call")
 
 
 async def test_refused_token_is_explained(browser: Browser, stack: Stack) -> None:
