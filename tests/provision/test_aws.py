@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +153,13 @@ def test_failure_mid_provision_is_one_line_and_rerun_converges(aws_env: str, tmp
     # The steps before the failure left tagged resources that the next run finds again.
     assert inventory() == {"security_groups": 1, "key_pairs": 1, "instances": 0, "addresses": 0}
 
+    # Nothing is orphaned: what the failed run created is exactly what destroy finds.
+    pending = run_cli("plan", "--region", "eu", "--json", cwd=tmp_path)
+    assert [(a["verb"], a["kind"]) for a in json.loads(pending.stdout)["actions"]][:2] == [
+        ("keep", "security-group"),
+        ("keep", "key-pair"),
+    ]
+
     text = (tmp_path / "turnkit.toml").read_text().replace("t9.nonexistent", "t3.small")
     (tmp_path / "turnkit.toml").write_text(text)
     fixed = run_cli("provision", "--region", "eu", cwd=tmp_path)
@@ -281,3 +291,32 @@ def test_deploy_dry_run_plans_and_status_reads_recorded_nodes(aws_env: str, tmp_
     rows = json.loads(status.stdout)
     assert [(r["name"], r["provider"], r["probe"]) for r in rows] == [("turn-1", "aws", None), ("turn-2", "aws", None)]
     assert all(r["public_ip"] and r["private_ip"] for r in rows)
+
+
+def test_killed_mid_provision_then_rerun_converges(aws_env: str, tmp_path: Path) -> None:
+    """SIGKILL the CLI right after its first instance launched; the next run adopts what exists."""
+    write_config(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "turnkit", "provision", "--region", "eu"],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.startswith("launched turn-1"):
+            proc.kill()
+            break
+    proc.wait(60)
+    assert proc.returncode == -signal.SIGKILL
+    assert 1 <= inventory()["instances"] <= 2
+
+    again = run_cli("provision", "--region", "eu", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert inventory() == {"security_groups": 1, "key_pairs": 1, "instances": 2, "addresses": 2}
+    assert {_tag(i, TAG_NODE) for i in live_instances()} == {"turn-1", "turn-2"}
+
+    gone = run_cli("destroy", "--region", "eu", "--yes", cwd=tmp_path)
+    assert gone.returncode == 0, gone.stderr
+    assert inventory() == {"security_groups": 0, "key_pairs": 0, "instances": 0, "addresses": 0}
