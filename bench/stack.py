@@ -1,0 +1,120 @@
+"""The servers benchmarks run against: turnkit signaling (memory or Redis backend), redis-server,
+and the Node.js reference servers from ../shared/bench. All on free 127.0.0.1 ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.procs import Procs, wait_http, wait_tcp
+from tests.daemons import free_port
+from turnkit import keyring
+
+JWT_SECRET = "bench-secret"
+REPO = Path(__file__).resolve().parents[1]
+#: The shared benchmark peer (read-only); a copy with node_modules is made when it has none.
+SHARED_BENCH = Path(os.environ.get("TURNKIT_BENCH_PEER", REPO.parent / "shared" / "bench"))
+NODE_CACHE = Path(os.environ.get("TURNKIT_BENCH_CACHE", Path.home() / ".cache" / "turnkit-bench"))
+
+#: turnkit.toml for the benchmark server. The per-connection rate limit is lifted far above the
+#: closed-loop load (it still runs on every frame); the reference servers have none at all.
+_TOML = """\
+[project]
+domain = "turn.example.test"
+secrets_file = "turnkit.secrets.json"
+state_dir = ".turnkit"
+
+[ports]
+listening = {listening}
+tls = {tls}
+
+[signaling]
+host = "127.0.0.1"
+port = {port}
+default_region = "local"
+rate_limit = 1000000.0
+rate_burst = 1000000
+{redis}
+[regions.local]
+provider = "local"
+allow_loopback_peers = true
+"""
+
+
+def node_dir() -> Path:
+    """Where relay-load.js and the reference servers run from, with `npm install` done."""
+    if (SHARED_BENCH / "node_modules").is_dir():
+        return SHARED_BENCH
+    target = NODE_CACHE / "peer"
+    if not (target / "node_modules").is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        for item in SHARED_BENCH.iterdir():
+            if item.is_file():
+                shutil.copy2(item, target / item.name)
+                (target / item.name).chmod(0o644)
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=target, check=True, timeout=600)
+    return target
+
+
+@dataclass(frozen=True)
+class Server:
+    """A started server: its process, where clients connect, and which load-client protocol it speaks."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    proto: str  # relay-load.js protocol: socketio | turnkit
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}" if self.proto == "socketio" else f"ws://127.0.0.1:{self.port}/ws"
+
+
+def start_reference(procs: Procs, kind: str, pin: int | None) -> Server:
+    """`socketio` (the classic demo app's server) or `ws` (the bare one-core ceiling)."""
+    script = {"socketio": "reference-socketio-server.js", "ws": "reference-ws-server.js"}[kind]
+    port = free_port()
+    proc = procs.start(f"ref-{kind}-{port}", ["node", str(node_dir() / script)], pin=pin, env={"PORT": str(port)})
+    wait_tcp(port, proc)
+    return Server(f"reference-{kind}", proc, port, "socketio" if kind == "socketio" else "turnkit")
+
+
+def write_config(workdir: Path, port: int, redis_url: str | None = None, turn: tuple[int, int] = (3478, 5349)) -> Path:
+    """turnkit.toml + keyring for one signaling server in `workdir`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    redis = f'redis_url = "{redis_url}"\n' if redis_url else ""
+    path = workdir / "turnkit.toml"
+    path.write_text(_TOML.format(listening=turn[0], tls=turn[1], port=port, redis=redis))
+    keyring.save(workdir / "turnkit.secrets.json", keyring.init(int(time.time())))
+    return path
+
+
+def start_turnkit(procs: Procs, workdir: Path, pin: int | None, redis_url: str | None = None) -> Server:
+    """`turnkit signaling serve` on a free port with the benchmark JWT secret."""
+    port = free_port()
+    config = write_config(workdir / f"signaling-{port}", port, redis_url)
+    argv = [str(Path(sys.executable).parent / "turnkit"), "signaling", "serve", "--host", "127.0.0.1"]
+    argv += ["--port", str(port), "--config", str(config)]
+    env = {"TURNKIT_JWT_SECRET": JWT_SECRET}
+    proc = procs.start(f"turnkit-{port}", argv, pin=pin, env=env, cwd=config.parent)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc}\n{procs.log_tail(f'turnkit-{port}')}") from None
+    return Server("turnkit" + ("-redis" if redis_url else ""), proc, port, "turnkit")
+
+
+def start_redis(procs: Procs, workdir: Path, pin: int | None) -> str:
+    """A throwaway redis-server (no persistence); returns its URL."""
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    argv += ["--dir", str(workdir), "--daemonize", "no"]
+    proc = procs.start(f"redis-{port}", argv, pin=pin)
+    wait_tcp(port, proc)
+    return f"redis://127.0.0.1:{port}/0"
