@@ -186,25 +186,56 @@ def render_to_state(
     progress(f"rendered {len(files)} file(s) into {out}")
 
 
-def configure(cfg: Config, region: str, nodes: Sequence[Node], progress: Progress) -> None:
-    """Run the shipped site.yml over the nodes with every accepted secret (Ansible, part of issue 5)."""
-    from turnkit import ansible
+@dataclass(frozen=True)
+class Fleet:
+    """How `deploy` configures a remote region with the shipped site.yml (Ansible)."""
 
-    spec = cfg.region(region)
-    ring = keyring.load(cfg.secrets_path)
-    version = target_version(cfg)
-    key = Path(spec.ssh_public_key.removesuffix(".pub")).expanduser()
-    hosts = ansible.turn_hosts(
-        cfg, nodes, version, user=spec.ssh_user, private_key=key if key.exists() else None, certificates=True
-    )
-    inventory = ansible.Inventory(
-        turn=hosts,
-        signaling=hosts[:1],
-        turn_vars=ansible.certbot_vars(cfg, nodes),
-        signaling_vars=ansible.region_vars(cfg, nodes),
-    )
-    secrets = {"coturn_static_auth_secrets": sorted(ring.accepted), "signaling_secrets_json": keyring.to_json(ring)}
-    ansible.run_playbook(inventory, secrets)
+    cfg: Config
+    region: str
+    nodes: Sequence[Node]
+
+    def _hosts(self) -> list[Any]:
+        from turnkit import ansible
+
+        spec = self.cfg.region(self.region)
+        key = Path(spec.ssh_public_key.removesuffix(".pub")).expanduser()
+        return ansible.turn_hosts(
+            self.cfg,
+            self.nodes,
+            target_version(self.cfg),
+            user=spec.ssh_user,
+            private_key=key if key.exists() else None,
+            certificates=True,
+        )
+
+    def _run(self, turn: Sequence[Any], signaling: Sequence[Any]) -> None:
+        from turnkit import ansible
+
+        ring = keyring.load(self.cfg.secrets_path)
+        inventory = ansible.Inventory(
+            turn=turn,
+            signaling=signaling,
+            turn_vars=ansible.certbot_vars(self.cfg, self.nodes),
+            signaling_vars={
+                **ansible.region_vars(self.cfg, self.nodes),
+                "signaling_config_toml": self.cfg.path.read_text(encoding="utf-8"),
+            },
+        )
+        secrets = {"coturn_static_auth_secrets": sorted(ring.accepted), "signaling_secrets_json": keyring.to_json(ring)}
+        ansible.run_playbook(inventory, secrets)
+
+    def push_nodes(self, progress: Progress) -> None:
+        """One TURN node at a time (a changed secret restarts coturn), then the signaling host."""
+        hosts = self._hosts()
+        for host in hosts:
+            progress(f"configuring {host.name}")
+            self._run([host], [])
+        self.push_signaling(progress)
+
+    def push_signaling(self, progress: Progress) -> None:
+        """The signaling service runs on the region's first node (behind NGINX)."""
+        progress("configuring the signaling host")
+        self._run([], self._hosts()[:1])
 
 
 def _deploy_remote(cfg: Config, region: str, report: Report, progress: Progress) -> None:
@@ -213,10 +244,9 @@ def _deploy_remote(cfg: Config, region: str, report: Report, progress: Progress)
     nodes = provider.apply(progress)
     progress("==> render")
     render_to_state(cfg, region, nodes, keyring.load(cfg.secrets_path).accepted, progress)
-    progress("==> configure with Ansible (coturn, nginx, certbot certificates, signaling, probe)")
-    report.promoted = rollout(
-        cfg, lambda: configure(cfg, region, nodes, progress), lambda: configure(cfg, region, nodes, progress), progress
-    )
+    progress("==> configure with Ansible (coturn, certbot certificates, nginx, signaling, probe)")
+    fleet = Fleet(cfg, region, nodes)
+    report.promoted = rollout(cfg, lambda: fleet.push_nodes(progress), lambda: fleet.push_signaling(progress), progress)
     progress("==> probe")
     report.nodes = probe(cfg, nodes, None, progress)
 
