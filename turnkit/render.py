@@ -89,6 +89,7 @@ def coturn_context(cfg: Config, node: Node, secrets: Sequence[str], coturn_versi
         "coturn_denied_peer_ranges": peer_ranges(denied),
         "coturn_pidfile": "/run/turnserver/turnserver.pid",
         "coturn_log_file": None,
+        "coturn_verbose": False,
         "coturn_limit_nofile": 1048576,
         "coturn_bind_privileged": min(ports.listening, ports.tls) < 1024,
     }

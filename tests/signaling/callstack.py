@@ -14,12 +14,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jwt
 
-from tests.daemons import Coturn, free_port, local_config, start_coturn, wait_port
+from tests.daemons import Coturn, free_port, local_config, start_coturn
 from turnkit import keyring
 
 #: Generous: the stack must come up on a loaded 2-core machine.
@@ -61,25 +61,10 @@ class Stack:
 
 @contextlib.contextmanager
 def verbose_coturn(tmp: Path, turn_secret: str) -> Iterator[Coturn]:
-    """The rendered test coturn (loopback peers allowed), restarted with `verbose` so its log names each allocation.
-
-    Without `verbose` coturn 4.6 logs nothing per session; the turnkit template has no switch for it.
-    """
+    """The rendered test coturn (loopback peers allowed) with `verbose`, so its log names each allocation."""
     (tmp / "coturn").mkdir(parents=True, exist_ok=True)
-    server = start_coturn(local_config(tmp / "coturn"), [turn_secret], tmp / "coturn")
-    server.stop()
-    with server.conf.open("a") as conf:
-        conf.write("verbose\n")
-    proc = subprocess.Popen(
-        ["turnserver", "-c", str(server.conf)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    server = replace(server, proc=proc)
+    server = start_coturn(local_config(tmp / "coturn"), [turn_secret], tmp / "coturn", extra={"coturn_verbose": True})
     try:
-        wait_port(server.port, timeout=START_TIMEOUT)
-        wait_port(server.tls_port, timeout=START_TIMEOUT)
         yield server
     finally:
         server.stop()
