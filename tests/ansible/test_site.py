@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import shutil
 import signal
 import socket
 import ssl
@@ -17,7 +19,10 @@ from cryptography import x509
 
 from tests import daemons, turnclient
 from tests.ansible.conftest import COTURN_VERSION, Target
+from tests.certs.pebble import pebble_running
 from turnkit import ansible, credentials, render, resources
+
+DOMAIN = "turn.example.test"
 
 #: Files the roles write (path inside the chroot) ← the file `turnkit render` produces for them.
 RENDERED_AS = {
@@ -193,3 +198,55 @@ def test_lint_passes() -> None:
         cwd=resources.playbook_dir().parent,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_certbot_role_obtains_from_pebble_and_hands_the_certificate_to_coturn(target: Target, tmp_path: Path) -> None:
+    """Last in the module (it changes the certificates): site.yml issues from pebble inside the chroot."""
+    with pebble_running(tmp_path / "pebble") as pebble:
+        ca_inside = "/usr/local/share/turnkit-test/pebble-tls-ca.pem"
+        (target.root / ca_inside.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(pebble.tls_ca, target.root / ca_inside.lstrip("/"))
+        acme = {
+            "certbot_domains": [DOMAIN],
+            "certbot_acme_server": pebble.directory,
+            "certbot_ca_bundle": ca_inside,
+            "certbot_http01_port": daemons.free_port(),
+        }
+        issued = dataclasses.replace(
+            target,
+            # certbot's deploy hook installs coturn's certificate now; NGINX uses the live dir.
+            host_overrides={k: v for k, v in target.host_overrides.items() if k != "coturn_cert_pem"},
+            region_overrides=acme,
+        )
+        secret_vars = {k: v for k, v in target.secret_vars().items() if k != "coturn_key_pem"}
+        first, output = issued.run(secret_vars)
+        assert "TASK [certbot : Obtain the certificate over HTTP-01]" in output
+        assert first.recap["turn-1"]["changed"] > 0
+
+        live = target.root / f"etc/letsencrypt/live/{DOMAIN}"
+        installed = target.root / "etc/turnkit/certs"
+        assert (installed / "fullchain.pem").read_bytes() == (live / "fullchain.pem").read_bytes()
+        assert (installed / "privkey.pem").read_bytes() == (live / "privkey.pem").read_bytes()
+        stat = in_chroot(target, "stat", "-c", "%U %a", "/etc/turnkit/certs", "/etc/turnkit/certs/privkey.pem")
+        assert stat.stdout.splitlines() == ["turnserver 700", "turnserver 400"]
+        intermediate = x509.load_pem_x509_certificate(pebble.intermediate_pem().encode())
+        leaf = x509.load_pem_x509_certificate((live / "fullchain.pem").read_bytes())
+        assert leaf.issuer == intermediate.subject
+
+        nginx_conf = (target.root / "etc/nginx/nginx.conf").read_text()
+        assert f"ssl_certificate /etc/letsencrypt/live/{DOMAIN}/fullchain.pem;" in nginx_conf
+        assert in_chroot(target, "nginx", "-t").returncode == 0
+
+        again, output = issued.run(secret_vars)
+        assert again.changed() == {"turn-1": 0}, output[-3000:]
+
+        root = pebble.root_pem()
+        context = ssl.create_default_context(cadata=root)
+        with (
+            chroot_turnserver(target),
+            socket.create_connection(("127.0.0.1", target.host_overrides["coturn_tls_listening_port"]), 10) as raw,
+            context.wrap_socket(raw, server_hostname=DOMAIN) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        assert x509.load_der_x509_certificate(der) == leaf
