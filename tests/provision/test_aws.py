@@ -320,3 +320,29 @@ def test_killed_mid_provision_then_rerun_converges(aws_env: str, tmp_path: Path)
     gone = run_cli("destroy", "--region", "eu", "--yes", cwd=tmp_path)
     assert gone.returncode == 0, gone.stderr
     assert inventory() == {"security_groups": 0, "key_pairs": 0, "instances": 0, "addresses": 0}
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "expected"),
+    [
+        ("InsufficientInstanceCapacity", "We currently do not have sufficient t3.small capacity",
+         "InsufficientInstanceCapacity: AWS has no capacity for this instance type here; try another instance_type"),
+        ("VcpuLimitExceeded", "You have requested more vCPU capacity than your current vCPU limit",
+         "VcpuLimitExceeded: vCPU quota reached; raise it in Service Quotas"),
+        ("UnauthorizedOperation", "You are not authorized to perform this operation. Encoded authorization failure message: AAAA",
+         "UnauthorizedOperation: the AWS identity lacks permission for this call"),
+        ("RequestLimitExceeded", "Request limit exceeded.", "RequestLimitExceeded: AWS kept throttling after retries; try again later"),
+        ("InvalidParameterValue", "Value (x) for parameter groupName is invalid\nmore detail",
+         "InvalidParameterValue: Value (x) for parameter groupName is invalid"),
+    ],
+)  # fmt: skip
+def test_aws_error_codes_become_one_line(tmp_path: Path, code: str, message: str, expected: str) -> None:
+    from botocore.exceptions import ClientError
+
+    from turnkit.provision.aws import AwsProvider
+
+    provider = AwsProvider(config_mod.load(write_config(tmp_path)), "eu")
+    error = ClientError({"Error": {"Code": code, "Message": message}}, "RunInstances")
+    with pytest.raises(ProvisionError) as info, provider.step("launch instance turn-1"):
+        raise error
+    assert str(info.value) == f"region `eu` (eu-central-1): launch instance turn-1: {expected}"

@@ -1,0 +1,86 @@
+"""The local supervisor's process handling with real processes: start, keep, SIGKILL fallback, pid reuse."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.daemons import free_port
+from tests.deploy.test_local import alive
+from turnkit import localstack
+from turnkit.errors import DaemonError
+from turnkit.localstack import Layout, Listen, Service
+
+#: A TCP listener that ignores SIGTERM (so only SIGKILL ends it).
+STUBBORN = """
+import signal, socket, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen()
+while True:
+    time.sleep(1)
+"""
+
+
+def service(tmp_path: Path, port: int, script: str = STUBBORN) -> Service:
+    path = tmp_path / "server.py"
+    path.write_text(script)
+    return Service(
+        name="stubborn",
+        argv=(sys.executable, str(path), str(port)),
+        env={},
+        listens=(Listen("127.0.0.1", port, "tcp", "signaling.port"),),
+        inputs=(path,),
+    )
+
+
+def test_stop_escalates_to_sigkill_and_cleans_up(tmp_path: Path) -> None:
+    lay = Layout(tmp_path / "state")
+    svc = service(tmp_path, free_port())
+    assert localstack.ensure(lay, svc, lambda _: None) == "started"
+    rec = localstack.running(lay, "stubborn")
+    assert rec is not None and alive(rec.pid)
+    assert localstack.ensure(lay, svc, lambda _: None) == "kept"
+
+    assert localstack.stop(lay, "stubborn", lambda _: None, timeout=1.0)
+    assert not alive(rec.pid)
+    assert not lay.pidfile("stubborn").exists()
+
+
+def test_changed_input_restarts(tmp_path: Path) -> None:
+    lay = Layout(tmp_path / "state")
+    svc = service(tmp_path, free_port())
+    localstack.ensure(lay, svc, lambda _: None)
+    first = localstack.running(lay, "stubborn")
+    (tmp_path / "server.py").write_text(STUBBORN + "\n# changed\n")
+    try:
+        assert localstack.ensure(lay, svc, lambda _: None) == "restarted"
+        second = localstack.running(lay, "stubborn")
+        assert first is not None and second is not None and second.pid != first.pid
+        assert not alive(first.pid)
+    finally:
+        localstack.stop(lay, "stubborn", lambda _: None, timeout=1.0)
+
+
+def test_a_reused_pid_is_never_signalled(tmp_path: Path) -> None:
+    """A pidfile whose pid now runs another program (here: this test) is stale, not ours to kill."""
+    lay = Layout(tmp_path / "state")
+    lay.run.mkdir(parents=True)
+    record = {"name": "signaling", "pid": os.getpid(), "fingerprint": "x", "argv": ["turnkit", "signaling", "serve"]}
+    lay.pidfile("signaling").write_text(json.dumps(record))
+    assert localstack.running(lay, "signaling") is None
+    assert localstack.stop(lay, "signaling", lambda _: None) is False
+    assert not lay.pidfile("signaling").exists()
+
+
+def test_a_service_that_dies_at_start_is_one_line_with_its_log(tmp_path: Path) -> None:
+    lay = Layout(tmp_path / "state")
+    svc = service(tmp_path, free_port(), script="import sys; sys.exit(7)\n")
+    with pytest.raises(DaemonError) as info:
+        localstack.start(lay, svc, lambda _: None)
+    assert str(info.value) == f"stubborn exited at start with status 7 (see {lay.logfile('stubborn')})"
+    assert not lay.pidfile("stubborn").exists()
