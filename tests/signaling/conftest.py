@@ -27,10 +27,19 @@ JWT_SECRET = "test-jwt-secret-that-is-long-enough-for-hs256"
 TIMEOUT = 15.0
 
 
+def toml_value(value: object) -> str:
+    """TOML for strings, numbers, booleans, arrays and inline tables."""
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(value)  # strings, numbers and booleans are spelled alike in JSON and TOML
+
+
 def toml_text(tables: Mapping[str, Mapping[str, object]]) -> str:
-    """A TOML document from {table: {key: value}} (JSON spells these values the TOML way)."""
+    """A TOML document from {table: {key: value}}."""
     return "\n".join(
-        f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
+        f"[{name}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in values.items())
         for name, values in tables.items()
     )
 

@@ -1,0 +1,264 @@
+"""HTTP side of the signaling server: auth on upgrade, API routes, health, metrics, static files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from prometheus_client.parser import text_string_to_metric_families
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from tests.signaling.conftest import JWT_SECRET, RedisProc, StartServer, make_token
+from turnkit import credentials, health, keyring
+from turnkit.credentials import Verdict
+
+pytestmark = pytest.mark.asyncio
+
+
+async def get(url: str, **kw: Any) -> httpx.Response:
+    """An HTTP GET that does not block the event loop the in-process server runs on."""
+    async with httpx.AsyncClient(timeout=kw.pop("timeout", 15)) as client:
+        return await client.get(url, **kw)
+
+
+async def raw_get(port: int, path: str) -> tuple[int, bytes]:
+    """GET with the path sent exactly as given (no client-side normalisation of `..`)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    data = await reader.read()
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+async def refused(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    """Try a WebSocket upgrade that must be refused; the HTTP status and JSON body."""
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(url, additional_headers=headers):
+            pass
+    resp = info.value.response
+    assert resp.headers["Content-Type"] == "application/json"
+    return resp.status_code, json.loads(resp.body)
+
+
+async def test_upgrade_refused_with_401_json(start_server: StartServer) -> None:
+    async with start_server(signaling={"jwt": {"audience": "turnkit", "issuer": "https://auth.test"}}) as srv:
+        good = {"aud": "turnkit", "iss": "https://auth.test"}
+        cases = {
+            "missing token": srv.ws_url(),
+            "token malformed": srv.ws_url("not-a-jwt"),
+            "token signature invalid": srv.ws_url(make_token(secret="another-secret-of-sufficient-length!", **good)),
+            "token expired": srv.ws_url(make_token(ttl=-120, **good)),
+            "token audience not accepted": srv.ws_url(make_token(aud="someone-else", iss="https://auth.test")),
+            "token issuer not accepted": srv.ws_url(make_token(aud="turnkit", iss="https://evil.test")),
+            "token not yet valid": srv.ws_url(make_token(nbf=int(time.time()) + 600, **good)),
+        }
+        for reason, url in cases.items():
+            assert await refused(url) == (401, {"error": reason}), reason
+        no_sub = jwt.encode({"exp": int(time.time()) + 60, **good}, JWT_SECRET, algorithm="HS256")
+        assert await refused(srv.ws_url(no_sub)) == (401, {"error": "token lacks the `sub` claim"})
+        # the Authorization header works as well as ?token=
+        async with connect(srv.ws_url(), additional_headers={"Authorization": f"Bearer {make_token(**good)}"}) as ws:
+            await ws.send('{"type": "ice-servers"}')
+            assert json.loads(await ws.recv())["type"] == "ice-servers"
+        assert await refused(srv.ws_url(make_token(**good), region="mars")) == (400, {"error": "unknown region `mars`"})
+
+
+def _pem(key: Any) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+async def test_asymmetric_keys_from_pem_file(start_server: StartServer, tmp_path: Path, alg: str) -> None:
+    make = {
+        "RS256": lambda: rsa.generate_private_key(65537, 2048),
+        "ES256": lambda: ec.generate_private_key(ec.SECP256R1()),
+    }
+    key, stranger = make[alg](), make[alg]()
+    (tmp_path / "pub.pem").write_bytes(_pem(key))
+    jwt_cfg = {"algorithms": [alg], "public_key_file": str(tmp_path / "pub.pem")}
+    async with start_server(signaling={"jwt": jwt_cfg}) as srv:
+        async with connect(srv.ws_url(make_token(secret=key, alg=alg))) as ws:  # type: ignore[arg-type]
+            await ws.send('{"type": "join-room", "room": "pk"}')
+            assert json.loads(await ws.recv())["type"] == "all-users"
+        assert await refused(srv.ws_url(make_token(secret=stranger, alg=alg))) == (  # type: ignore[arg-type]
+            401,
+            {"error": "token signature invalid"},
+        )
+        assert await refused(srv.ws_url(make_token())) == (401, {"error": "token algorithm not accepted"})
+
+
+async def test_jwks_file_with_key_ids(start_server: StartServer, tmp_path: Path) -> None:
+    rsa_key = rsa.generate_private_key(65537, 2048)
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    keys = [
+        {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rsa_key.public_key())), "kid": "r1", "alg": "RS256"},
+        {**json.loads(jwt.algorithms.ECAlgorithm.to_jwk(ec_key.public_key())), "kid": "e1", "alg": "ES256"},
+    ]
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": keys}))
+    jwt_cfg = {"algorithms": ["RS256", "ES256", "HS256"], "jwks_file": str(tmp_path / "jwks.json")}
+    async with start_server(signaling={"jwt": jwt_cfg}) as srv:
+        now = int(time.time())
+        claims = {"sub": "jwks-user", "exp": now + 60}
+        for key, alg, kid in ((rsa_key, "RS256", "r1"), (ec_key, "ES256", "e1")):
+            token = jwt.encode(claims, key, algorithm=alg, headers={"kid": kid})
+            r = await get(f"{srv.http}/api/ice-servers", headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 200, r.text
+        wrong_kid = jwt.encode(claims, rsa_key, algorithm="RS256", headers={"kid": "e1"})
+        r = await get(f"{srv.http}/api/ice-servers", headers={"Authorization": f"Bearer {wrong_kid}"})
+        assert (r.status_code, r.json()) == (401, {"error": "no key for this token"})
+        r = await get(f"{srv.http}/api/ice-servers", headers={"Authorization": f"Bearer {make_token()}"})
+        assert r.status_code == 200  # HS256 still allowed here
+
+
+async def test_api_ice_servers_and_turn(start_server: StartServer) -> None:
+    async with start_server(project={"ttl": 600}) as srv:
+        ring = keyring.load(srv.cfg.secrets_path)
+        r = await get(f"{srv.http}/api/ice-servers")
+        assert (r.status_code, r.json()) == (401, {"error": "missing token"})
+        auth = {"Authorization": f"Bearer {make_token('carol')}"}
+        doc = (await get(f"{srv.http}/api/ice-servers", headers=auth)).json()
+        assert set(doc) == {"iceServers", "ttl", "expiresAt"} and doc["ttl"] == 600
+        turn = next(s for s in doc["iceServers"] if "credential" in s)
+        now = int(time.time())
+        assert credentials.verify(turn["username"], turn["credential"], ring.accepted, now) is Verdict.OK
+        assert abs(doc["expiresAt"] - (now + 600)) <= 5
+
+        r = await get(f"{srv.http}/api/turn", params={"service": "turn", "username": "carol"}, headers=auth)
+        rest = r.json()
+        assert set(rest) == {"username", "password", "ttl", "uris"} and rest["ttl"] == 600
+        assert rest["username"].endswith(":carol")
+        assert all(u.startswith(("turn:", "turns:")) for u in rest["uris"]) and rest["uris"]
+        assert credentials.verify(rest["username"], rest["password"], ring.accepted, now) is Verdict.OK
+        r = await get(f"{srv.http}/api/turn", params={"service": "turn", "username": "mallory"}, headers=auth)
+        assert (r.status_code, r.json()) == (403, {"error": "username: must be the token's subject"})
+        r = await get(f"{srv.http}/api/turn", params={"service": "stun"}, headers=auth)
+        assert (r.status_code, r.json()) == (400, {"error": "service: must be `turn`"})
+        assert (await get(f"{srv.http}/api/turn", params={"service": "turn"})).status_code == 401
+
+
+async def test_secret_rotation_is_picked_up_without_restart(start_server: StartServer, tmp_path: Path) -> None:
+    secrets_file = tmp_path / "elsewhere" / "ring.json"
+    secrets_file.parent.mkdir()
+    keyring.save(secrets_file, keyring.init(int(time.time())))
+    async with start_server(env={"TURNKIT_SECRETS_FILE": str(secrets_file)}) as srv:
+        auth = {"Authorization": f"Bearer {make_token('dave')}"}
+        first = (await get(f"{srv.http}/api/turn", headers=auth)).json()
+        old = keyring.load(secrets_file)
+        assert credentials.verify(first["username"], first["password"], [old.primary.value], int(time.time())) == "ok"
+        new = keyring.rotate(old, int(time.time()))
+        keyring.save(secrets_file, new)
+        second = (await get(f"{srv.http}/api/turn", headers=auth)).json()
+        now = int(time.time())
+        assert credentials.verify(second["username"], second["password"], [new.primary.value], now) is Verdict.OK
+        assert credentials.verify(second["username"], second["password"], [old.primary.value], now) is Verdict.WRONG
+        assert (await get(f"{srv.http}/readyz")).status_code == 200
+        secrets_file.unlink()
+        r = await get(f"{srv.http}/readyz")
+        assert r.status_code == 503 and "no secret keyring" in r.json()["reason"]
+        # the last good keyring keeps issuing meanwhile
+        assert (await get(f"{srv.http}/api/turn", headers=auth)).status_code == 200
+
+
+async def test_unhealthy_node_is_left_out(start_server: StartServer, tmp_path: Path) -> None:
+    hosts = [{"address": "turn-a.example.test"}, {"address": "turn-b.example.test"}]
+    health_file = tmp_path / "health.json"
+    async with start_server(
+        signaling={"health_file": str(health_file), "default_region": "eu"},
+        regions__eu={"provider": "static", "nodes": 2, "hosts": hosts},
+    ) as srv:
+        auth = {"Authorization": f"Bearer {make_token()}"}
+
+        async def urls(**params: str) -> list[str]:
+            doc = (await get(f"{srv.http}/api/ice-servers", params=params, headers=auth)).json()
+            return [u for s in doc["iceServers"] for u in s["urls"]]
+
+        assert {u.split(":")[1] for u in await urls()} == {"turn-a.example.test", "turn-b.example.test"}
+        health.write_file(health_file, {"eu/turn-1": health.NodeHealth(False, int(time.time()), ("allocate",))})
+        assert {u.split(":")[1] for u in await urls()} == {"turn-b.example.test"}
+        assert {u.split(":")[1] for u in await urls(region="local")} == {"127.0.0.1"}
+        health.write_file(health_file, {"eu/turn-1": health.NodeHealth(True, int(time.time()))})
+        assert {u.split(":")[1] for u in await urls()} == {"turn-a.example.test", "turn-b.example.test"}
+
+
+async def test_health_readiness_and_redis_outage(start_server: StartServer, redis_server: RedisProc) -> None:
+    async with start_server(redis_server.url) as srv:
+        assert (await get(f"{srv.http}/healthz")).json() == {"status": "ok"}
+        r = await get(f"{srv.http}/readyz")
+        assert (r.status_code, r.json()) == (200, {"status": "ready"})
+        redis_server.stop()
+        r = await get(f"{srv.http}/readyz", timeout=10)
+        assert r.status_code == 503 and r.json()["reason"].startswith("redis unreachable")
+        assert (await get(f"{srv.http}/healthz")).status_code == 200
+
+
+async def test_metrics_in_prometheus_format(start_server: StartServer) -> None:
+    async with start_server() as srv, srv.client("a") as a, srv.client("b") as b:
+        aid = (await a.join("m"))["you"]
+        await b.join("m")
+        await b.send(type="offer", to=aid, sdp={"type": "offer", "sdp": ""})
+        await a.expect("user-joined")
+        await a.expect("offer")
+        await b.ws.send("garbage")
+        await b.expect("error")
+        r = await get(f"{srv.http}/metrics")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(r.text)
+            for s in fam.samples
+        }
+        p = "turnkit_signaling_"
+        assert samples[(f"{p}connections", ())] == 2
+        assert samples[(f"{p}rooms", ())] == 1
+        assert samples[(f"{p}relayed_messages_total", (("type", "offer"),))] == 1
+        assert samples[(f"{p}relayed_messages_total", (("type", "answer"),))] == 0
+        assert samples[(f"{p}errors_total", (("code", "bad-json"),))] == 1
+        assert samples[(f"{p}credentials_issued_total", ())] == 2
+        assert samples[(f"{p}connections_accepted_total", ())] == 2
+
+
+async def test_static_files_and_demo_page(start_server: StartServer, tmp_path: Path) -> None:
+    static = tmp_path / "static"
+    (static / "sub").mkdir(parents=True)
+    (static / "index.html").write_text("<!doctype html><title>call</title>")
+    (static / "app.js").write_text("console.log(1)")
+    (static / "style.css").write_text("body{}")
+    (static / "sub" / "x.svg").write_text("<svg/>")
+    (tmp_path / "secret.txt").write_text("outside")
+    async with start_server(server_kw={"static_dir": static}) as srv:
+        r = await get(f"{srv.http}/")
+        assert (r.status_code, r.text, r.headers["content-type"]) == (
+            200,
+            "<!doctype html><title>call</title>",
+            "text/html; charset=utf-8",
+        )
+        expected = {
+            "app.js": "text/javascript; charset=utf-8",
+            "style.css": "text/css; charset=utf-8",
+            "sub/x.svg": "image/svg+xml",
+        }
+        for name, ctype in expected.items():
+            r = await get(f"{srv.http}/static/{name}")
+            assert (r.status_code, r.headers["content-type"]) == (200, ctype)
+        for bad in (
+            "missing.js",
+            "../secret.txt",
+            "%2e%2e/secret.txt",
+            ".hidden",
+            "sub/../../secret.txt",
+            "sub",
+            "/etc/passwd",
+        ):
+            status, body = await raw_get(srv.port, f"/static/{bad}")
+            assert (status, json.loads(body)) == (404, {"error": "not found"}), bad
+        assert (await get(f"{srv.http}/nope")).status_code == 404
