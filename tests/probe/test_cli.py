@@ -167,3 +167,19 @@ def test_history_with_no_runs_and_bad_bucket(project: Project) -> None:
     assert empty.returncode == 0 and empty.stderr.strip().startswith("no probe history in ")
     bad = turnkit("probe", "history", "--config", str(project.cfg.path), "--bucket", "week")
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --bucket: must be one of hour, day, got 'week'"
+
+
+def test_all_regions_probes_every_configured_node(project: Project, coturn: daemons.Coturn) -> None:
+    lab = '\n[regions.lab]\nprovider = "static"\nnodes = 1\n[[regions.lab.hosts]]\nname = "turn-b"\naddress = "127.0.0.2"\n'
+    conf = project.write_config(coturn, toml=lab)
+    code, doc, _ = run_probe_all(conf)
+    assert code == 1  # nothing listens on 127.0.0.2
+    nodes = {(r["region"], r["node"]): r["ok"] for r in doc["results"]}
+    assert nodes == {("local", "turn-1"): True, ("lab", "turn-b"): False}
+
+
+def run_probe_all(conf: Path) -> tuple[int, dict, str]:
+    proc = turnkit(
+        "probe", "--config", str(conf), "--all-regions", "--check", "stun", "--json", "--no-record", "--timeout", "3"
+    )
+    return proc.returncode, json.loads(proc.stdout), proc.stderr
