@@ -11,7 +11,7 @@ import asyncio
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,6 +193,10 @@ class Fleet:
     cfg: Config
     region: str
     nodes: Sequence[Node]
+    connection: str = "ssh"
+    addresses: Mapping[str, str] | None = None
+    playbook: Path | None = None
+    extra_vars: Mapping[str, Any] | None = None
 
     def _hosts(self) -> list[Any]:
         from turnkit import ansible
@@ -206,6 +210,8 @@ class Fleet:
             user=spec.ssh_user,
             private_key=key if key.exists() else None,
             certificates=True,
+            connection=self.connection,
+            addresses=self.addresses,
         )
 
     def _run(self, turn: Sequence[Any], signaling: Sequence[Any]) -> None:
@@ -222,7 +228,7 @@ class Fleet:
             },
         )
         secrets = {"coturn_static_auth_secrets": sorted(ring.accepted), "signaling_secrets_json": keyring.to_json(ring)}
-        ansible.run_playbook(inventory, secrets)
+        ansible.run_playbook(inventory, secrets, extra_vars=self.extra_vars, playbook=self.playbook)
 
     def push_nodes(self, progress: Progress) -> None:
         """One TURN node at a time (a changed secret restarts coturn), then the signaling host."""

@@ -1,0 +1,82 @@
+"""A remote region's configuration order with the real ansible-playbook: one TURN node per run, signaling last.
+
+The hosts are reached through Ansible's chroot connection into `/` (this machine), and the
+playbook records what each host was handed, so the order of a rotation is visible end to end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from turnkit import config as config_mod
+from turnkit import keyring
+from turnkit.deploy import Fleet, rollout
+from turnkit.nodes import region_nodes
+
+RECORDER = """\
+- name: Record what each TURN node is given
+  hosts: turn
+  gather_facts: false
+  tasks:
+    - name: Append the accepted secrets (by id order) for this node
+      ansible.builtin.lineinfile:
+        path: "{{ record_file }}"
+        create: true
+        mode: "0600"
+        insertafter: EOF
+        line: "turn {{ inventory_hostname }} {{ coturn_static_auth_secrets | length }} {{ coturn_static_auth_secrets | sort | join(',') | hash('sha1') }}"
+      no_log: true
+
+- name: Record which secret the signaling host issues with
+  hosts: signaling
+  gather_facts: false
+  tasks:
+    - name: Append the keyring's primary id
+      ansible.builtin.lineinfile:
+        path: "{{ record_file }}"
+        create: true
+        mode: "0600"
+        insertafter: EOF
+        line: "signaling {{ inventory_hostname }} {{ (signaling_secrets_json | from_json).secrets | selectattr('primary') | map(attribute='id') | first }}"
+      no_log: true
+"""
+
+TOML = """
+[project]
+domain = "example.test"
+[regions.st]
+provider = "static"
+nodes = 2
+[[regions.st.hosts]]
+address = "turn-1.st.example.test"
+[[regions.st.hosts]]
+address = "turn-2.st.example.test"
+"""
+
+
+def test_rotation_reaches_every_node_before_signaling_issues_with_it(tmp_path: Path) -> None:
+    (tmp_path / "turnkit.toml").write_text(TOML)
+    cfg = config_mod.load(tmp_path / "turnkit.toml")
+    old = keyring.init(100)
+    ring = keyring.rotate(old, 200, stage=True)
+    keyring.save(cfg.secrets_path, ring)
+    staged = ring.secrets[0]
+    playbook, record = tmp_path / "record.yml", tmp_path / "record.txt"
+    playbook.write_text(RECORDER)
+    nodes = region_nodes(cfg, "st")
+    fleet = Fleet(
+        cfg, "st", nodes, connection="chroot", addresses={n.name: "/" for n in nodes},
+        playbook=playbook, extra_vars={"record_file": str(record)},
+    )  # fmt: skip
+
+    promoted = rollout(cfg, lambda: fleet.push_nodes(print), lambda: fleet.push_signaling(print), print)
+
+    both = hashlib.sha1(",".join(sorted([old.primary.value, staged.value])).encode()).hexdigest()
+    assert promoted == staged.id
+    assert record.read_text().splitlines() == [
+        f"turn turn-1 2 {both}",
+        f"turn turn-2 2 {both}",
+        f"signaling turn-1 {old.primary.id}",
+        f"signaling turn-1 {staged.id}",
+    ]
