@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests import daemons
-from turnkit import ansible, render
+from turnkit import ansible, render, resources
 from turnkit.config import Config
 from turnkit.errors import TurnkitError
 from turnkit.nodes import Node
@@ -153,3 +154,24 @@ def test_recap_of_a_successful_run(tmp_path: Path) -> None:
 
 def test_ansible_playbook_is_found_next_to_python() -> None:
     assert Path(ansible.ansible_playbook()).parent == Path(sys.executable).parent
+
+
+ROLE_CONTEXTS = {
+    "coturn": lambda cfg, nodes: render.coturn_context(cfg, nodes[0], ["s"], "4.6.1"),
+    "nginx": render.nginx_context,
+    "certbot": render.certbot_context,
+    "signaling": render.signaling_context,
+    "probe": render.probe_context,
+}
+
+
+@pytest.mark.parametrize("role", sorted(ROLE_CONTEXTS))
+def test_role_defaults_and_readme_cover_the_render_context(role: str, tmp_path: Path) -> None:
+    """Every template variable has a role default and a README row (one template set, one name each)."""
+    role_dir = resources.playbook_dir() / "roles" / role
+    defaults = yaml.safe_load((role_dir / "defaults/main.yml").read_text())
+    readme = (role_dir / "README.md").read_text()
+    context = ROLE_CONTEXTS[role](eu_config(tmp_path), NODES)
+    assert sorted(set(context) - set(defaults)) == []
+    assert all(name.startswith(f"{role}_") for name in defaults)
+    assert [name for name in defaults if f"| `{name}` |" not in readme] == []
