@@ -175,3 +175,32 @@ def test_role_defaults_and_readme_cover_the_render_context(role: str, tmp_path: 
     assert sorted(set(context) - set(defaults)) == []
     assert all(name.startswith(f"{role}_") for name in defaults)
     assert [name for name in defaults if f"| `{name}` |" not in readme] == []
+
+
+def test_secrets_travel_in_a_private_file_not_on_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stand-in ansible-playbook reports its argv and the modes of the files it was given."""
+    script = tmp_path / "ansible-playbook"
+    script.write_text(
+        '#!/bin/sh\necho "argv: $*"\nfor a in "$@"; do case "$a" in @*) f="${a#@}"; '
+        'echo "file $(basename "$f") $(stat -c %a "$f") dir $(stat -c %a "$(dirname "$f")")"; '
+        'cat "$f"; echo;; esac; done\n'
+    )
+    script.chmod(0o755)
+    monkeypatch.setattr(ansible, "ansible_playbook", lambda: str(script))
+    stream = io.StringIO()
+    ansible.run_playbook(
+        ansible.Inventory(), {"coturn_static_auth_secrets": ["top-secret-value"]}, stream=stream, timeout=30
+    )
+    lines = stream.getvalue().splitlines()
+    argv = lines[0]
+    assert "top-secret-value" not in argv
+    assert argv.endswith("/site.yml")
+    assert "file vars.json 600 dir 700" in lines
+    assert "file secrets.json 600 dir 700" in lines
+    secrets_json = lines[lines.index("file secrets.json 600 dir 700") + 1]
+    assert json.loads(secrets_json) == {"coturn_static_auth_secrets": ["top-secret-value"]}
+    vars_json = json.loads(lines[lines.index("file vars.json 600 dir 700") + 1])
+    assert vars_json["turnkit_header"] == render.HEADER
+    assert vars_json["turnkit_templates_dir"] == str(resources.template_dir())
