@@ -195,8 +195,16 @@ def running(lay: Layout, name: str) -> Running | None:
     return rec if rec is not None and _matches(rec) else None
 
 
-def _probe_socket(item: Listen) -> bool:
-    """True when the port can be bound now (nobody else has it)."""
+#: bind() errno → why the port cannot be used, as the operator reads it.
+_BIND_ERRORS: dict[int, str] = {
+    errno.EADDRINUSE: "is already in use",
+    errno.EACCES: "needs root (ports below 1024)",
+    errno.EADDRNOTAVAIL: "cannot be bound: address not available",
+}
+
+
+def _bind_error(item: Listen) -> str | None:
+    """None when the port can be bound now, else why not."""
     kind = socket.SOCK_STREAM if item.proto == "tcp" else socket.SOCK_DGRAM
     with socket.socket(socket.AF_INET, kind) as s:
         if kind == socket.SOCK_STREAM:
@@ -204,16 +212,19 @@ def _probe_socket(item: Listen) -> bool:
         try:
             s.bind((item.host, item.port))
         except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                return False
-            raise
-    return True
+            return _BIND_ERRORS.get(exc.errno or 0, f"cannot be bound: {exc.strerror}")
+    return None
+
+
+def _probe_socket(item: Listen) -> bool:
+    return _bind_error(item) is None
 
 
 def check_ports(service: Service) -> None:
     for item in service.listens:
-        if not _probe_socket(item):
-            raise PortInUse(f"{item.key}: port {item.port}/{item.proto} on {item.host} is already in use")
+        why = _bind_error(item)
+        if why is not None:
+            raise PortInUse(f"{item.key}: port {item.port}/{item.proto} on {item.host} {why}")
 
 
 def wait_ports_free(service: Service, timeout: float = STOP_TIMEOUT) -> None:
@@ -248,15 +259,18 @@ def start(lay: Layout, service: Service, progress: Progress) -> Running:
     lay.logs.mkdir(parents=True, exist_ok=True)
     logfile = lay.logfile(service.name)
     with logfile.open("ab") as out:
-        proc = subprocess.Popen(
-            list(service.argv),
-            env=_environment(service.env),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
+        try:
+            proc = subprocess.Popen(
+                list(service.argv),
+                env=_environment(service.env),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            raise DaemonError(f"{service.name}: cannot run `{service.argv[0]}`: {exc.strerror}") from None
     rec = Running(service.name, proc.pid, service.fingerprint(), service.argv)
     atomic_write(lay.pidfile(service.name), json.dumps(rec.__dict__ | {"argv": list(rec.argv)}) + "\n")
     deadline = time.monotonic() + START_TIMEOUT

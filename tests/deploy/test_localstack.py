@@ -84,3 +84,18 @@ def test_a_service_that_dies_at_start_is_one_line_with_its_log(tmp_path: Path) -
         localstack.start(lay, svc, lambda _: None)
     assert str(info.value) == f"stubborn exited at start with status 7 (see {lay.logfile('stubborn')})"
     assert not lay.pidfile("stubborn").exists()
+
+
+def test_a_missing_program_is_one_line(tmp_path: Path) -> None:
+    lay = Layout(tmp_path / "state")
+    svc = Service("coturn-turn-1", ("turnserver-not-installed", "-c", "x"), {}, (), ())
+    with pytest.raises(DaemonError) as info:
+        localstack.start(lay, svc, lambda _: None)
+    assert str(info.value) == "coturn-turn-1: cannot run `turnserver-not-installed`: No such file or directory"
+
+
+def test_an_address_that_is_not_local_is_named(tmp_path: Path) -> None:
+    svc = Service("x", ("true",), {}, (Listen("192.0.2.1", free_port(), "udp", "ports.listening"),), ())
+    with pytest.raises(localstack.PortInUse) as info:
+        localstack.check_ports(svc)
+    assert str(info.value).endswith("on 192.0.2.1 cannot be bound: address not available")
