@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from turnkit import render, resources
+from turnkit import keyring, render, resources
 from turnkit.config import Config
 from turnkit.errors import TurnkitError
 from turnkit.fsutil import atomic_write
+from turnkit.keyring import Keyring
 from turnkit.nodes import Node
 
 #: turnkit connection kind → Ansible connection plugin.
@@ -166,6 +167,34 @@ def region_vars(cfg: Config, nodes: Sequence[Node], overrides: Mapping[str, Any]
 def certbot_vars(cfg: Config, nodes: Sequence[Node], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Group variables of the TURN hosts: certbot settings (the deploy hook reloads coturn)."""
     return {**render.certbot_context(cfg, nodes), **_public(overrides or {})}
+
+
+def region_inventory(
+    cfg: Config,
+    nodes: Sequence[Node],
+    coturn_version: str,
+    signaling: Sequence[Host],
+    *,
+    connection: str = "ssh",
+    user: str | None = None,
+    private_key: Path | None = None,
+    certificates: bool = True,
+    overrides: Mapping[str, Any] | None = None,
+) -> Inventory:
+    """A region's whole inventory: its TURN nodes and the given signaling host(s)."""
+    turn = turn_hosts(
+        cfg, nodes, coturn_version, connection=connection, user=user, private_key=private_key,
+        certificates=certificates, overrides=overrides,
+    )  # fmt: skip
+    signaling_vars = region_vars(cfg, nodes, overrides)
+    if certificates:
+        signaling_vars["certbot_domains"] = [signaling_vars["nginx_server_name"]]
+    return Inventory(turn, signaling, certbot_vars(cfg, nodes, overrides), signaling_vars)
+
+
+def secret_vars(ring: Keyring) -> dict[str, Any]:
+    """The secrets file of a run: every accepted TURN secret for coturn, the keyring for signaling."""
+    return {"coturn_static_auth_secrets": ring.accepted, "signaling_secrets_json": keyring.to_json(ring)}
 
 
 @dataclass(frozen=True)

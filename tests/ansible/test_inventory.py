@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests import daemons
-from turnkit import ansible, render, resources
+from turnkit import ansible, keyring, render, resources
 from turnkit.config import Config
 from turnkit.errors import TurnkitError
 from turnkit.nodes import Node
@@ -204,3 +204,18 @@ def test_secrets_travel_in_a_private_file_not_on_the_command_line(
     vars_json = json.loads(lines[lines.index("file vars.json 600 dir 700") + 1])
     assert vars_json["turnkit_header"] == render.HEADER
     assert vars_json["turnkit_templates_dir"] == str(resources.template_dir())
+
+
+def test_region_inventory_and_secret_vars(tmp_path: Path) -> None:
+    cfg = eu_config(tmp_path)
+    signaling = [ansible.Host("signal-1", "198.51.100.7", user="root")]
+    inventory = ansible.region_inventory(cfg, NODES, "4.6.1", signaling, user="admin")
+    groups = inventory.to_dict()["all"]["children"]
+    assert groups["signaling"]["vars"]["certbot_domains"] == ["turn.example.test"]
+    assert groups["signaling"]["hosts"]["signal-1"]["ansible_become"] is False
+    assert groups["turn"]["hosts"]["turn-2"]["certbot_domains"] == ["turn-2.eu.example.test"]
+    ring = keyring.rotate(keyring.init(1_700_000_000), 1_700_000_100)
+    secrets = ansible.secret_vars(ring)
+    assert secrets["coturn_static_auth_secrets"] == ring.accepted
+    assert len(secrets["coturn_static_auth_secrets"]) == 2
+    assert keyring.from_json(secrets["signaling_secrets_json"], "test") == ring
