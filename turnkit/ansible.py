@@ -7,13 +7,16 @@ a private temporary directory, never on a command line and never in turnkit's ou
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -294,22 +297,37 @@ def _run(argv: list[str], env: dict[str, str], out: TextIO, timeout: float | Non
             env=env,
             cwd=cwd,
             text=True,
+            start_new_session=True,
         )
     except OSError as exc:
         raise TurnkitError(f"cannot run `ansible-playbook`: {exc.strerror}") from None
     assert proc.stdout is not None
+    # Reading the output blocks until ansible-playbook and its workers close it: a watchdog
+    # kills the whole process group when the time is up.
+    expired = threading.Event()
+
+    def _expire() -> None:
+        expired.set()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    watchdog = threading.Timer(timeout, _expire) if timeout is not None else None
     with proc:
-        for raw in proc.stdout:
-            line = raw.rstrip("\n")
-            lines.append(line)
-            parser.feed(line)
-            out.write(raw)
-            out.flush()
+        if watchdog:
+            watchdog.start()
         try:
-            rc = proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise PlaybookError(f"ansible-playbook did not finish within {timeout:g}s") from None
+            for raw in proc.stdout:
+                line = raw.rstrip("\n")
+                lines.append(line)
+                parser.feed(line)
+                out.write(raw)
+                out.flush()
+            rc = proc.wait()
+        finally:
+            if watchdog:
+                watchdog.cancel()
+    if expired.is_set():
+        raise PlaybookError(f"ansible-playbook did not finish within {timeout:g}s (last task: {parser.task})")
     if rc == 0:
         return RunResult(parser.recap, lines)
     raise _failure(parser, rc, lines)

@@ -219,3 +219,14 @@ def test_region_inventory_and_secret_vars(tmp_path: Path) -> None:
     assert secrets["coturn_static_auth_secrets"] == ring.accepted
     assert len(secrets["coturn_static_auth_secrets"]) == 2
     assert keyring.from_json(secrets["signaling_secrets_json"], "test") == ring
+
+
+def test_a_hanging_run_is_killed_at_the_timeout(tmp_path: Path) -> None:
+    script = tmp_path / "ansible-playbook"
+    script.write_text("#!/bin/sh\necho 'TASK [coturn : Install the coturn package] ***'\nsleep 60 &\nwait\n")
+    script.chmod(0o755)
+    with pytest.raises(ansible.PlaybookError) as info:
+        ansible._run([str(script)], dict(os.environ), io.StringIO(), 1, tmp_path)
+    assert str(info.value) == (
+        "ansible-playbook did not finish within 1s (last task: coturn : Install the coturn package)"
+    )
