@@ -163,7 +163,8 @@ def _deploy_local(cfg: Config, region: str, report: Report, progress: Progress) 
     progress("==> probe")
     report.nodes = probe(cfg, nodes, str(lay.certs / "ca.pem"), progress)
     token = dev_token(cfg, localstack.jwt_secret(cfg, lay), clock.now())
-    base = f"http://{cfg.signaling.host}:{cfg.signaling.port}"
+    host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(cfg.signaling.host, cfg.signaling.host)  # a wildcard bind
+    base = f"http://{host}:{cfg.signaling.port}"
     report.demo_url = f"{base}/?token={token}"
     report.ice_servers = fetch_ice_servers(base, token)
 
