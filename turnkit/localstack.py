@@ -300,7 +300,10 @@ def stop(lay: Layout, name: str, progress: Progress, timeout: float = STOP_TIMEO
     if _alive(rec.pid):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(rec.pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
         while _alive(rec.pid):
+            if time.monotonic() > deadline:
+                raise DaemonError(f"{name} (pid {rec.pid}) survived SIGKILL for {timeout:.0f}s")
             time.sleep(0.05)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(rec.pid, os.WNOHANG)
