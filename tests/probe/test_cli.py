@@ -183,3 +183,17 @@ def run_probe_all(conf: Path) -> tuple[int, dict, str]:
         "probe", "--config", str(conf), "--all-regions", "--check", "stun", "--json", "--no-record", "--timeout", "3"
     )
     return proc.returncode, json.loads(proc.stdout), proc.stderr
+
+
+def test_unwritable_textfile_is_a_runtime_error_after_the_results(project: Project, coturn: daemons.Coturn) -> None:
+    blocker = project.tmp / "not-a-dir"
+    blocker.write_text("")
+    target = blocker / "turnkit.prom"
+    proc = turnkit(
+        "probe", f"stun:127.0.0.1:{coturn.port}", "--config", str(project.cfg.path), "--prometheus", str(target)
+    )
+    assert proc.returncode == 3
+    assert proc.stdout.rstrip().splitlines()[-1] == "1 passed, 0 failed, 0 skipped"  # stun over udp
+    assert (
+        proc.stderr.strip() == f"error: --prometheus: cannot write `{target}`: File exists"
+    )  # its directory is a file

@@ -141,6 +141,13 @@ def _run_with_progress(
         return asyncio.run(runner.run(eps, credential_for, options, only, lambda _: bar.advance(task)))
 
 
+def _write_textfile(path: Path, text: str) -> None:
+    try:
+        atomic_write(path, text)
+    except OSError as exc:
+        raise record.RecordError(f"--prometheus: cannot write `{path}`: {exc.strerror}") from None
+
+
 @probe_app.command("run")
 def run(
     urls: list[str] = typer.Argument(
@@ -207,16 +214,16 @@ def run(
     )
     started = clock.now()
     results = _run_with_progress(eps, credential_for, options, checks)
-    if prometheus is not None:
-        atomic_write(prometheus, report.prometheus(results, started))
-    if not no_record:
-        record.publish(cfg, results, started, history_file)
     if json_:
         output.emit_json(report.to_json(results, started))
     else:
         output.stdout.print(_table(results))
         n = report.counts(results)
         output.result(f"{n['pass']} passed, {n['fail']} failed, {n['skip']} skipped")
+    if prometheus is not None:
+        _write_textfile(prometheus, report.prometheus(results, started))
+    if not no_record:
+        record.publish(cfg, results, started, history_file)
     if not report.all_ok(results):
         raise typer.Exit(int(ExitCode.CHECK_FAILED))
 
