@@ -230,3 +230,14 @@ def test_a_hanging_run_is_killed_at_the_timeout(tmp_path: Path) -> None:
     assert str(info.value) == (
         "ansible-playbook did not finish within 1s (last task: coturn : Install the coturn package)"
     )
+
+
+def test_coturn_role_is_hardened_by_default() -> None:
+    """Running the role without turnkit's variables must still deny every special-purpose range."""
+    import yaml
+
+    from turnkit import render
+
+    defaults = yaml.safe_load(Path("playbooks/roles/coturn/defaults/main.yml").read_text())
+    assert defaults["coturn_denied_peer_ranges"] == render.peer_ranges()
+    assert defaults["coturn_allow_loopback_peers"] is False
