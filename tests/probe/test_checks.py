@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import socket
 from pathlib import Path
@@ -163,3 +164,16 @@ async def test_relay_port_range_in_use_fails_allocation(project: Project) -> Non
 async def test_packets_option_sets_round_trip_count(project: Project, coturn: daemons.Coturn, packets: int) -> None:
     results = await probe(coturn, project.secret, packets=packets)
     assert results[("relay", "udp")].details["packets"] == packets
+
+
+async def test_relayed_address_not_the_nodes_public_ip_fails_relay(project: Project, coturn: daemons.Coturn) -> None:
+    """E.g. a cloud node whose coturn lacks `external-ip`: browsers would get an unreachable relay address."""
+    [udp, *_] = endpoints(coturn)
+    misconfigured = dataclasses.replace(udp, expected_ip="127.0.0.2")
+    [allocate, relay] = await runner.run(
+        [misconfigured], minted(project.secret), Options(timeout=10.0), only=["allocate", "relay"]
+    )
+    assert allocate.ok and allocate.details["relayed_matches_external"] is False
+    assert relay.failure is Failure.OTHER
+    assert relay.reason == f"relayed address {relay.details['relayed']} is not the node's public IP 127.0.0.2"
+    assert relay.details["loss"] == 0.0  # the relay itself works; the address it advertises is wrong

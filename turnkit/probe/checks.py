@@ -192,7 +192,12 @@ async def check_relay(probe: Probe) -> dict[str, Any]:
         if data.startswith(PING):
             task = asyncio.ensure_future(b.send(data, peer))
             echoes.add(task)
-            task.add_done_callback(echoes.discard)
+            task.add_done_callback(_echo_done)
+
+    def _echo_done(task: asyncio.Task[None]) -> None:
+        echoes.discard(task)
+        if not task.cancelled():
+            task.exception()  # a failed echo shows up as a lost packet; retrieve it so asyncio stays quiet
 
     def at_a(data: bytes, peer: Address) -> None:
         if data.startswith(PING):
