@@ -117,9 +117,10 @@ def test_explicit_urls_with_secrets_file_env_and_no_config(
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
+    plain, tls = f"127.0.0.1:{coturn.port}", f"127.0.0.1:{coturn.tls_port}"
     assert [(r["node"], r["transport"], r["check"]) for r in doc["results"]] == [
-        ("127.0.0.1", "udp", "stun"), ("127.0.0.1", "tcp", "stun"), ("127.0.0.1", "tcp", "allocate"),
-        ("127.0.0.1", "tcp", "relay"), ("127.0.0.1", "tls", "allocate"), ("127.0.0.1", "tls", "relay"),
+        (plain, "udp", "stun"), (plain, "tcp", "stun"), (plain, "tcp", "allocate"),
+        (plain, "tcp", "relay"), (tls, "tls", "allocate"), (tls, "tls", "relay"),
     ]  # fmt: skip
 
 

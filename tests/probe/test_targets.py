@@ -28,7 +28,7 @@ def test_parse_url(url: str, host: str, port: int, transport: Transport, scheme:
     ep = targets.parse_url(url)
     assert (ep.host, ep.port, ep.transport) == (host, port, transport)
     assert ep.scheme == ("stun" if scheme == "stun" else "turn")
-    assert ep.node == host and ep.region == ""
+    assert ep.node == (f"[{host}]:{port}" if ":" in host else f"{host}:{port}") and ep.region == ""
     assert targets.parse_url(ep.url) == ep  # round-trips
 
 
@@ -71,7 +71,7 @@ def test_label_gives_urls_the_configured_node(tmp_path: Path) -> None:
         [targets.parse_url("turn:127.0.0.1:3478"), targets.parse_url("stun:198.51.100.9")], cfg, nodes
     )
     assert (ep.region, ep.node, ep.loopback_only, ep.loopback_allowed) == ("local", "turn-1", True, False)
-    assert (other.region, other.node) == ("", "198.51.100.9")
+    assert (other.region, other.node) == ("", "198.51.100.9:3478")
 
 
 def test_peer_policy() -> None:
@@ -101,7 +101,7 @@ def test_forbidden_set_covers_the_pentest_list() -> None:
 
 
 def test_plan_runs_node_checks_once_over_udp() -> None:
-    eps = [targets.parse_url(u) for u in ("turn:h?transport=udp", "turn:h?transport=tcp", "turns:h", "stun:h")]
+    eps = [targets.parse_url(u) for u in ("turn:h?transport=udp", "turn:h?transport=tcp", "turns:h", "stun:other")]
     pairs = [(e.transport.value, e.scheme, c) for e, c in runner.plan(eps)]
     assert [c for t, s, c in pairs if t == "udp" and s == "turn"] == [
         "stun",
@@ -123,3 +123,9 @@ def test_ice_server_urls() -> None:
     assert targets.ice_server_urls(doc) == [("stun:h:3478", None, None), ("turn:h:3478", "u", "p")]
     with pytest.raises(InputError, match="signaling answer: no `iceServers` list"):
         targets.ice_server_urls({"servers": []})
+
+
+def test_plan_runs_a_check_once_per_server_and_transport() -> None:
+    eps = [targets.parse_url(u) for u in ("stun:h:3478", "turn:h:3478?transport=udp", "turn:h:3479?transport=udp")]
+    stun_runs = [(e.port, e.scheme) for e, c in runner.plan(eps) if c == "stun"]
+    assert stun_runs == [(3478, "stun"), (3479, "turn")]

@@ -23,7 +23,7 @@ from turnkit.config import Config
 from turnkit.errors import ConfigError, ExitCode, InputError
 from turnkit.fsutil import atomic_write
 from turnkit.probe import history, record, report, runner, signaling, targets
-from turnkit.probe.checks import CHECKS, FORBIDDEN_PEERS, NEEDS_CREDENTIAL, Options
+from turnkit.probe.checks import CHECKS, FORBIDDEN_PEERS, NEEDS_CREDENTIAL, CredentialSource, Options
 from turnkit.probe.result import CheckResult, Credential, Endpoint
 
 SECRETS_ENV = "TURNKIT_SECRETS_FILE"
@@ -63,9 +63,11 @@ def _secret(cfg: Config | None) -> str:
 def _known_nodes(cfg: Config | None) -> dict[str, nodes.Node]:
     """Configured nodes by hostname (regions not provisioned yet are left out)."""
     found: dict[str, nodes.Node] = {}
-    for name in cfg.regions if cfg else ():
+    if cfg is None:
+        return found
+    for name in cfg.regions:
         try:
-            for n in nodes.region_nodes(cfg, name):  # type: ignore[arg-type]
+            for n in nodes.region_nodes(cfg, name):
                 found.setdefault(n.hostname, n)
         except ConfigError:
             continue
@@ -132,7 +134,7 @@ def _table(results: Sequence[CheckResult]) -> Table:
 
 
 def _run_with_progress(
-    eps: Sequence[Endpoint], credential_for: Any, options: Options, only: Sequence[str]
+    eps: Sequence[Endpoint], credential_for: CredentialSource, options: Options, only: Sequence[str]
 ) -> list[CheckResult]:
     total = len(runner.plan(eps, only))
     columns = (TextColumn("probing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

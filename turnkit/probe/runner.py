@@ -16,8 +16,20 @@ Progress = Callable[[CheckResult], None]
 
 
 def plan(endpoints: Sequence[Endpoint], only: Sequence[str] = ()) -> list[tuple[Endpoint, str]]:
-    """Every (endpoint, check) pair to run, per the PLAN table, optionally limited to `only`."""
-    return [(ep, check) for ep in endpoints for check in PLAN[(ep.scheme, ep.transport)] if not only or check in only]
+    """Every (endpoint, check) pair to run, per the PLAN table, optionally limited to `only`.
+
+    A check runs once per server address and transport even if several URLs name it
+    (`stun:h:3478` and `turn:h:3478?transport=udp` share one STUN check).
+    """
+    pairs, seen = [], set()
+    for ep in endpoints:
+        for check in PLAN[(ep.scheme, ep.transport)]:
+            key = (ep.host, ep.port, ep.transport, check)
+            if (only and check not in only) or key in seen:
+                continue
+            seen.add(key)
+            pairs.append((ep, check))
+    return pairs
 
 
 def ssl_context(ca_file: str | None) -> ssl.SSLContext:

@@ -54,7 +54,8 @@ def parse_url(url: str) -> Endpoint:
         transport = allowed[value]
     scheme = "stun" if m["scheme"] == "stun" else "turn"
     local = _is_loopback(host)
-    return Endpoint(region="", node=host, host=host, port=port, transport=transport, scheme=scheme, loopback_only=local)
+    node = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # not a configured node: name it by address
+    return Endpoint(region="", node=node, host=host, port=port, transport=transport, scheme=scheme, loopback_only=local)
 
 
 def node_endpoints(cfg: Config, nodes: Sequence[Node]) -> list[Endpoint]:
