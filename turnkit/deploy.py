@@ -23,7 +23,7 @@ from turnkit.config import Config
 from turnkit.coturn import target_version
 from turnkit.errors import TurnkitError
 from turnkit.fsutil import atomic_write
-from turnkit.nodes import Node
+from turnkit.nodes import Node, region_nodes
 from turnkit.provision import Action, provider_for
 
 Progress = Callable[[str], None]
@@ -158,7 +158,7 @@ def _deploy_local(cfg: Config, region: str, report: Report, progress: Progress) 
         localstack.up(cfg, region, clock.now(), progress)
 
     report.promoted = rollout(cfg, up, up, progress)
-    nodes = localstack.local_nodes(cfg, region)
+    nodes = region_nodes(cfg, region)
     lay = localstack.layout(cfg, region)
     progress("==> probe")
     report.nodes = probe(cfg, nodes, str(lay.certs / "ca.pem"), progress)

@@ -32,7 +32,7 @@ from turnkit.config import Config
 from turnkit.coturn import target_version
 from turnkit.errors import DaemonError, ExitCode, TurnkitError
 from turnkit.fsutil import atomic_write
-from turnkit.nodes import Node
+from turnkit.nodes import Node, region_nodes
 
 log = logging.getLogger(__name__)
 
@@ -129,14 +129,6 @@ def layout(cfg: Config, region: str) -> Layout:
 def ca_file(cfg: Config, region: str) -> Path:
     """The private CA that signed the local region's TLS certificate (for `turnkit probe --ca-file`)."""
     return layout(cfg, region).certs / "ca.pem"
-
-
-def local_nodes(cfg: Config, region: str) -> list[Node]:
-    """Node N listens on 127.0.0.N: every node keeps the configured ports (loopback is a /8)."""
-    return [
-        Node(f"turn-{i + 1}", region, f"127.0.0.{i + 1}", f"127.0.0.{i + 1}", None)
-        for i in range(cfg.region(region).nodes)
-    ]
 
 
 # -- process table ---------------------------------------------------------------------------
@@ -421,7 +413,7 @@ SERVICE_ORDER = ("coturn", "signaling")
 def services(cfg: Config, region: str, now: int, progress: Progress) -> list[Service]:
     """Everything the local region runs, with configs rendered and secrets generated if absent."""
     lay = layout(cfg, region)
-    nodes = local_nodes(cfg, region)
+    nodes = region_nodes(cfg, region)
     ring = ensure_keyring(cfg, now, progress)
     certs = ensure_certs(lay, nodes, dt.datetime.fromtimestamp(now, dt.UTC), progress)
     # Sorted, not primary-first: promoting a secret then changes no coturn config (no restart).

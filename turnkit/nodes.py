@@ -9,8 +9,6 @@ from pathlib import Path
 from turnkit.config import Config, Host
 from turnkit.errors import ConfigError
 
-LOCAL_ADDRESS = "127.0.0.1"
-
 
 @dataclass(frozen=True)
 class Node:
@@ -60,7 +58,11 @@ def _is_ip(value: str) -> bool:
 
 
 def _local(config: Config, name: str) -> list[Node]:
-    return [Node(f"turn-{i + 1}", name, LOCAL_ADDRESS, LOCAL_ADDRESS, None) for i in range(config.region(name).nodes)]
+    """Node N listens on 127.0.0.N: every node keeps the configured ports (loopback is a /8)."""
+    return [
+        Node(f"turn-{i + 1}", name, f"127.0.0.{i + 1}", f"127.0.0.{i + 1}", None)
+        for i in range(config.region(name).nodes)
+    ]
 
 
 def _static(config: Config, name: str) -> list[Node]:

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlparse
 
 from tests.deploy.conftest import Site, run_cli
 from turnkit import keyring, localstack
+from turnkit.nodes import region_nodes
 
 
 def alive(pid: int) -> bool:
@@ -99,7 +100,7 @@ def test_changed_config_restarts_only_what_changed(site: Site) -> None:
     after = localstack.status(cfg, "local")
     assert after["coturn-turn-1"] != before["coturn-turn-1"]  # new accepted secret: coturn restarted
     assert after["signaling"] == before["signaling"]  # it re-reads the keyring itself
-    conf = localstack.layout(cfg, "local").coturn_dir(localstack.local_nodes(cfg, "local")[0]) / "turnserver.conf"
+    conf = localstack.layout(cfg, "local").coturn_dir(region_nodes(cfg, "local")[0]) / "turnserver.conf"
     assert conf.read_text().count("static-auth-secret=") == 2
     assert stat.S_IMODE(conf.stat().st_mode) == 0o600
 

@@ -19,6 +19,7 @@ from aioice.turn import create_turn_endpoint
 
 from tests.deploy.conftest import Site
 from turnkit import credentials, keyring, localstack
+from turnkit.nodes import region_nodes
 
 ATTEMPT_TIMEOUT = 5.0
 
@@ -96,7 +97,7 @@ async def test_rotate_deploy_prune_cycle_never_rejects_a_fresh_credential(site2:
     site = site2
     await cli(site, "deploy", "--region", "local")
     cfg = site.load()
-    hosts = [n.hostname for n in localstack.local_nodes(cfg, "local")]
+    hosts = [n.hostname for n in region_nodes(cfg, "local")]
     assert hosts == ["127.0.0.1", "127.0.0.2"]
     old = keyring.load(cfg.secrets_path).primary
 
@@ -135,7 +136,7 @@ async def test_rotate_deploy_prune_cycle_never_rejects_a_fresh_credential(site2:
     assert tally.ok >= 60
 
     # Every node now accepts only the new secret: the old one is really gone from the fleet...
-    for node in localstack.local_nodes(cfg, "local"):
+    for node in region_nodes(cfg, "local"):
         conf = (localstack.layout(cfg, "local").coturn_dir(node) / "turnserver.conf").read_text()
         assert [line for line in conf.splitlines() if line.startswith("static-auth-secret=")] == [
             f"static-auth-secret={staged.value}"
@@ -154,7 +155,7 @@ async def test_unstaged_rotation_without_deploy_is_what_breaks_clients(site2: Si
     site = site2
     await cli(site, "deploy", "--region", "local")
     await cli(site, "secret", "rotate")  # immediately primary, nodes not yet updated
-    hosts = [n.hostname for n in localstack.local_nodes(site.load(), "local")]
+    hosts = [n.hostname for n in region_nodes(site.load(), "local")]
     tally, stop = Tally(), asyncio.Event()
     client = asyncio.create_task(hammer(site, hosts, stop, tally))
     deadline = time.monotonic() + 30

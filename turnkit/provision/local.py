@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from turnkit import clock, localstack
 from turnkit.config import Config
-from turnkit.nodes import Node
+from turnkit.nodes import Node, region_nodes
 from turnkit.provision.base import Action, Progress
 
 
@@ -17,7 +17,7 @@ class LocalProvider:
         self.layout = localstack.layout(cfg, region)
 
     def nodes(self) -> list[Node]:
-        return localstack.local_nodes(self.cfg, self.region)
+        return region_nodes(self.cfg, self.region)
 
     def _wanted(self) -> dict[str, str]:
         ports, sig = self.cfg.ports, self.cfg.signaling
