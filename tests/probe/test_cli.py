@@ -198,3 +198,24 @@ def test_unwritable_textfile_is_a_runtime_error_after_the_results(project: Proje
     assert (
         proc.stderr.strip() == f"error: --prometheus: cannot write `{target}`: File exists"
     )  # its directory is a file
+
+
+def test_history_table_per_node_and_day(project: Project, tmp_path: Path) -> None:
+    from turnkit import clock
+    from turnkit.probe import history
+    from turnkit.probe.result import CheckResult, Failure, Status, Transport
+
+    db = tmp_path / "h.sqlite"
+    now = clock.now()
+    ok = CheckResult("relay", "eu", "turn-1", Transport.UDP, Status.PASS, 0.01, details={"rtt_p50": 0.0042})
+    bad = CheckResult(
+        "allocate", "eu", "turn-1", Transport.TLS, Status.FAIL, 5.0, Failure.TLS, "TLS: certificate has expired"
+    )
+    day = now - now % 86400  # both runs inside today's bucket, whatever the time of day
+    history.append(db, day, [ok, bad])
+    history.append(db, min(day + 1, now), [ok, ok])
+    proc = turnkit("probe", "history", "--config", str(project.cfg.path), "--history", str(db), "--days", "1")
+    assert proc.returncode == 0, proc.stderr
+    [row] = [line for line in proc.stdout.splitlines() if "eu/turn-1" in line]
+    cells = [c.strip() for c in row.strip("│ ").split("│")]
+    assert cells[2:] == ["2", "75%", "1", "4.2 ms", "4.2 ms"]
