@@ -226,10 +226,23 @@ class Fleet:
             signaling_vars={
                 **ansible.region_vars(self.cfg, self.nodes),
                 "signaling_config_toml": self.cfg.path.read_text(encoding="utf-8"),
+                **self._node_state_vars(),
             },
         )
         secrets = {"coturn_static_auth_secrets": sorted(ring.accepted), "signaling_secrets_json": keyring.to_json(ring)}
         ansible.run_playbook(inventory, secrets, extra_vars=self.extra_vars, playbook=self.playbook)
+
+    def _node_state_vars(self) -> dict[str, Any]:
+        """Cloud nodes live in the controller's state dir; the signaling host needs them too."""
+        if self.cfg.region(self.region).provider != "aws":
+            return {}
+        state_dir = Path(self.cfg.project.state_dir)
+        config_dir = render.signaling_context(self.cfg, self.nodes)["signaling_config_dir"]
+        on_host = state_dir if state_dir.is_absolute() else Path(config_dir) / state_dir
+        return {
+            "signaling_node_state": {self.region: [n.to_dict() for n in self.nodes]},
+            "signaling_state_dir": str(on_host),
+        }
 
     def push_nodes(self, progress: Progress) -> None:
         """One TURN node at a time (a changed secret restarts coturn), then the signaling host."""

@@ -80,3 +80,39 @@ def test_rotation_reaches_every_node_before_signaling_issues_with_it(tmp_path: P
         f"signaling turn-1 {old.primary.id}",
         f"signaling turn-1 {staged.id}",
     ]
+
+
+NODE_STATE_RECORDER = """\
+- name: Record the node state the signaling host is handed
+  hosts: signaling
+  gather_facts: false
+  tasks:
+    - name: Write it
+      ansible.builtin.copy:
+        content: "{{ {'dir': signaling_state_dir, 'nodes': signaling_node_state} | to_json }}"
+        dest: "{{ record_file }}"
+        mode: "0600"
+"""
+
+
+def test_cloud_region_nodes_reach_the_signaling_host(tmp_path: Path) -> None:
+    import json
+
+    from turnkit.fsutil import atomic_write
+    from turnkit.nodes import Node, state_file
+
+    (tmp_path / "turnkit.toml").write_text('[regions.eu]\nprovider = "aws"\n')
+    cfg = config_mod.load(tmp_path / "turnkit.toml")
+    keyring.save(cfg.secrets_path, keyring.init(100))
+    nodes = [Node("turn-1", "eu", "turn-1.eu.example.test", "198.51.100.7", "10.0.0.7")]
+    atomic_write(state_file(cfg, "eu"), json.dumps([n.to_dict() for n in nodes]))
+    playbook, record = tmp_path / "record.yml", tmp_path / "record.json"
+    playbook.write_text(NODE_STATE_RECORDER)
+    fleet = Fleet(
+        cfg, "eu", region_nodes(cfg, "eu"), connection="chroot", addresses={"turn-1": "/"},
+        playbook=playbook, extra_vars={"record_file": str(record)},
+    )  # fmt: skip
+    fleet.push_signaling(print)
+    handed = json.loads(record.read_text())
+    assert handed["dir"] == "/etc/turnkit/.turnkit"
+    assert handed["nodes"] == {"eu": [nodes[0].to_dict()]}
