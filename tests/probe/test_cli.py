@@ -64,6 +64,7 @@ def test_table_output_and_summary_line(project: Project, coturn: daemons.Coturn)
     assert proc.returncode == 0, proc.stderr
     assert "local/turn-1" in proc.stdout and "✓" in proc.stdout and "rtt p50" in proc.stdout
     assert proc.stdout.rstrip().splitlines()[-1] == "10 passed, 0 failed, 1 skipped"
+    assert project.secret not in proc.stdout + proc.stderr
     assert not (project.tmp / ".turnkit" / "probe-history.sqlite").exists()
 
 
