@@ -104,7 +104,7 @@ def rollout(
 
 def probe(cfg: Config, nodes: Sequence[Node], ca_file: str | None, progress: Progress) -> list[NodeResult]:
     """Run the probe checks against every node and publish health, as `turnkit probe --region` does."""
-    from turnkit.probe import checks, history, record, report, runner, targets
+    from turnkit.probe import checks, record, report, runner, targets
     from turnkit.probe.result import Credential, Endpoint
 
     secret = keyring.load(cfg.secrets_path).primary.value
@@ -116,9 +116,8 @@ def probe(cfg: Config, nodes: Sequence[Node], ca_file: str | None, progress: Pro
     started = clock.now()
     endpoints = targets.node_endpoints(cfg, list(nodes))
     results = asyncio.run(runner.run(endpoints, credential_for, checks.Options(ca_file=ca_file)))
-    history.append(record.history_path(cfg), started, results)
+    record.publish(cfg, results, started)
     verdicts = report.node_health(results, started)
-    record.write_health_file(record.health_path(cfg), verdicts)
     passed = sum(1 for r in results if r.ok)
     progress(f"probe: {passed}/{len(results)} checks passed")
     out = []

@@ -7,16 +7,20 @@ File format (JSON): {"version": 1, "nodes": {"<region>/<node>": {"ok": bool, "ch
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from turnkit.config import Config
 from turnkit.fsutil import atomic_write
 from turnkit.nodes import Node
 
 FORMAT_VERSION = 1
 REDIS_KEY = "turnkit:health"
+#: Overrides the file location for both writer and reader (systemd units point it at their shared StateDirectory).
+ENV_VAR = "TURNKIT_HEALTH_FILE"
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,16 @@ def merge(old: Mapping[str, NodeHealth], new: Mapping[str, NodeHealth]) -> dict[
 def healthy(nodes: Iterable[Node], health: Mapping[str, NodeHealth]) -> list[Node]:
     """Nodes not marked failing by the latest probe."""
     return [n for n in nodes if health.get(key(n), NodeHealth(True, 0)).ok]
+
+
+def path_for(cfg: Config) -> Path:
+    """Where probes write and signaling reads node health: $TURNKIT_HEALTH_FILE, `signaling.health_file`,
+    else `<state_dir>/health.json`."""
+    override = os.environ.get(ENV_VAR)
+    if override:
+        return Path(override)
+    configured = cfg.signaling.health_file
+    return cfg.resolve(configured) if configured else cfg.state_path / "health.json"
 
 
 def read_file(path: Path) -> dict[str, NodeHealth]:

@@ -63,9 +63,11 @@ def test_deploy_local_brings_up_a_probed_stack_and_down_stops_it(site: Site) -> 
     assert f"turn:127.0.0.1:{site.listening}?transport=udp" in urls
     assert f"turns:127.0.0.1:{site.tls}?transport=tcp" in urls
 
-    # The probe engineer's CLI passes against it (TLS checked against the local CA).
-    probe = site.cli("probe", "--region", "local", "--ca-file", str(lay.certs / "ca.pem"), "--json")
+    # `turnkit probe --region local` passes against it: TLS is checked against the local CA by default.
+    probe = site.cli("probe", "--region", "local", "--json")
     assert probe.returncode == 0, probe.stdout + probe.stderr
+    tls = [r for r in json.loads(probe.stdout)["results"] if r["transport"] == "tls"]
+    assert tls and all(r["ok"] for r in tls)
 
     status = site.cli("status", "--json")
     assert status.returncode == 0, status.stderr

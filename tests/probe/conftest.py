@@ -21,13 +21,8 @@ LOOPBACK_RANGES = ("127.0.0.0-127.255.255.255", "::1")
 
 
 def denied_ranges(loopback: bool) -> list[str]:
-    """turnkit's deny list (render.DENIED_PEER_NETWORKS) without a lone `::`; with `loopback`, minus 127/8 and ::1.
-
-    coturn 4.6.1 reads `denied-peer-ip=::` (like `0.0.0.0`) as "any address" and then refuses
-    every peer, loopback included, so no relay round trip could pass. Reported to render.py's owner.
-    """
-    ranges = [r for r in render.peer_ranges() if r != "::"]
-    return [r for r in ranges if not (loopback and r in LOOPBACK_RANGES)]
+    """turnkit's deny list (render.DENIED_PEER_NETWORKS); with `loopback`, minus 127/8 and ::1."""
+    return [r for r in render.peer_ranges() if not (loopback and r in LOOPBACK_RANGES)]
 
 
 @dataclass

@@ -13,7 +13,6 @@ from tests import daemons
 from tests.probe.conftest import Project, turnkit
 from turnkit import config as config_mod
 from turnkit import health, keyring
-from turnkit.probe import record
 
 
 def run_probe(conf: Path, *extra: str) -> tuple[int, dict, str]:
@@ -45,7 +44,7 @@ def test_healthy_local_node_passes_and_records_everything(
     assert families["turnkit_probe_cert_expiry_days"].samples[0].value > 89
     # Health: file and Redis both say the node is fine.
     cfg = config_mod.load(conf)
-    assert health.read_file(record.health_path(cfg))["local/turn-1"].ok is True
+    assert health.read_file(health.path_for(cfg))["local/turn-1"].ok is True
     raw = redis.Redis.from_url(redis_url).get(health.REDIS_KEY)
     assert raw is not None and health.from_json(raw.decode())["local/turn-1"].ok is True
     # History: one run, read back by `turnkit probe history`.
@@ -63,7 +62,7 @@ def test_table_output_and_summary_line(project: Project, coturn: daemons.Coturn)
     )
     assert proc.returncode == 0, proc.stderr
     assert "local/turn-1" in proc.stdout and "✓" in proc.stdout and "rtt p50" in proc.stdout
-    assert proc.stdout.rstrip().splitlines()[-1] == "10 passed, 0 failed, 1 skipped"
+    assert proc.stdout.rstrip().splitlines()[-1] == "checks: 10 ok, 0 failing, 1 skipped"
     assert project.secret not in proc.stdout + proc.stderr
     assert not (project.tmp / ".turnkit" / "probe-history.sqlite").exists()
 
@@ -74,7 +73,7 @@ def test_stopped_node_fails_and_drops_out_of_health(project: Project, coturn: da
     code, doc, _ = run_probe(conf, "--ca-file", str(coturn.certs.ca), "--timeout", "3")
     assert code == 1
     assert set(failed_checks(doc).values()) == {"refused"}
-    verdict = health.read_file(record.health_path(config_mod.load(conf)))["local/turn-1"]
+    verdict = health.read_file(health.path_for(config_mod.load(conf)))["local/turn-1"]
     assert verdict.ok is False and "allocate/udp" in verdict.failed
     proc = turnkit(
         "probe", "--config", str(conf), "--region", "local", "--timeout", "3", "--check", "stun", "--no-record"
@@ -196,7 +195,7 @@ def test_unwritable_textfile_is_a_runtime_error_after_the_results(project: Proje
         "probe", f"stun:127.0.0.1:{coturn.port}", "--config", str(project.cfg.path), "--prometheus", str(target)
     )
     assert proc.returncode == 3
-    assert proc.stdout.rstrip().splitlines()[-1] == "1 passed, 0 failed, 0 skipped"  # stun over udp
+    assert proc.stdout.rstrip().splitlines()[-1] == "checks: 1 ok, 0 failing, 0 skipped"  # stun over udp
     assert (
         proc.stderr.strip() == f"error: --prometheus: cannot write `{target}`: File exists"
     )  # its directory is a file

@@ -18,7 +18,6 @@ from tests import daemons
 from tests.probe.conftest import Project, turnkit
 from turnkit import config as config_mod
 from turnkit import health
-from turnkit.probe import record
 
 JWT_SECRET = "probe-test-jwt-secret-with-enough-bytes"
 ONLY_RELAY = ("--check", "allocate", "--check", "relay")
@@ -74,7 +73,7 @@ def test_failing_node_drops_out_of_ice_servers(project: Project, coturn: daemons
         "probe", "--config", str(conf), "--region", "lab", *ONLY_RELAY, "--ca-file", str(coturn.certs.ca), "--json"
     )
     assert proc.returncode == 1, proc.stderr
-    verdicts = health.read_file(record.health_path(config_mod.load(conf)))
+    verdicts = health.read_file(health.path_for(config_mod.load(conf)))
     assert verdicts["lab/turn-a"].ok is True
     assert verdicts["lab/turn-b"].ok is False and "allocate/udp" in verdicts["lab/turn-b"].failed
     assert ice_hosts(signaling_url) == {"127.0.0.1"}

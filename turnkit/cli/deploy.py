@@ -16,7 +16,6 @@ from turnkit.cli.common import CONFIG_OPTION, JSON_OPTION, load_config
 from turnkit.config import Config
 from turnkit.errors import ExitCode, InputError
 from turnkit.nodes import region_nodes
-from turnkit.probe import record
 from turnkit.provision import Action, changes, provider_for
 from turnkit.provision.base import read_nodes
 
@@ -97,7 +96,7 @@ def destroy(
 
 
 def _status_rows(cfg: Config, regions: list[str]) -> list[dict[str, Any]]:
-    known = health.read_file(record.health_path(cfg))
+    known = health.read_file(health.path_for(cfg))
     rows = []
     for name in regions:
         kind = cfg.region(name).provider

@@ -17,12 +17,6 @@ class RecordError(TurnkitError):
     """Health could not be published (Redis unreachable, file not writable)."""
 
 
-def health_path(cfg: Config) -> Path:
-    """`signaling.health_file`, or `<state_dir>/health.json`."""
-    configured = cfg.signaling.health_file
-    return cfg.resolve(configured) if configured else cfg.state_path / "health.json"
-
-
 def history_path(cfg: Config) -> Path:
     return cfg.state_path / history.FILE_NAME
 
@@ -59,6 +53,6 @@ def publish(cfg: Config | None, results: Sequence[CheckResult], now: int, histor
         return
     verdicts = report.node_health(results, now)
     if verdicts:
-        write_health_file(health_path(cfg), verdicts)
+        write_health_file(health.path_for(cfg), verdicts)
         if cfg.signaling.redis_url:
             write_health_redis(cfg.signaling.redis_url, verdicts)
