@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import dataclasses
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -134,12 +133,7 @@ def chroot_turnserver(target: Target) -> Iterator[subprocess.Popen[bytes]]:
             raise AssertionError(log.read_text() if log.exists() else "turnserver wrote no log") from None
         yield proc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        daemons.stop_process(proc)
 
 
 async def test_installed_coturn_relays_with_issued_credentials(target: Target) -> None:

@@ -6,7 +6,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import signal
 import ssl
 import subprocess
 import urllib.request
@@ -84,9 +83,4 @@ def pebble_running(workdir: Path) -> Iterator[Pebble]:
             raise RuntimeError(f"pebble did not start:\n{log.read_text(errors='replace')[-3000:]}") from None
         yield Pebble(port, management, tls.ca, log)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        daemons.stop_process(proc)

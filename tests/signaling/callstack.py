@@ -7,7 +7,6 @@ import json
 import os
 import re
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import jwt
 
-from tests.daemons import Coturn, free_port, local_config, start_coturn
+from tests.daemons import Coturn, free_port, local_config, start_coturn, stop_process
 from turnkit import keyring
 
 #: Generous: the stack must come up on a loaded 2-core machine.
@@ -125,16 +124,6 @@ def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
     raise RuntimeError(f"signaling server not healthy after {START_TIMEOUT}s:\n{log.read_text(errors='replace')}")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 @contextlib.contextmanager
 def call_stack(tmp: Path, settings: Mapping[str, Mapping[str, object]] | None = None) -> Iterator[Stack]:
     """Start coturn (loopback peers allowed) and the signaling server on free loopback ports.
@@ -160,7 +149,7 @@ def call_stack(tmp: Path, settings: Mapping[str, Mapping[str, object]] | None = 
             _wait_healthy(proc, f"http://127.0.0.1:{port}", log)
             yield Stack(turn, port, jwt_secret, config, log)
         finally:
-            _stop(proc)
+            stop_process(proc)
 
 
 def _base_env() -> dict[str, str]:
