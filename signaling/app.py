@@ -251,6 +251,8 @@ class SignalingServer:
         try:
             self.server = await self._listen(bound)
         except OSError as exc:
+            self.hub.close()
+            await self.backend.stop()
             raise DaemonError(f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from None
         self.port = self.server.sockets[0].getsockname()[1]
         log.info(
@@ -302,8 +304,8 @@ class SignalingServer:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        await self.startup()
         try:
-            await self.startup()
             await self.main_loop()
         finally:
             await self.shutdown()

@@ -159,23 +159,22 @@ async def test_relay_that_would_exceed_the_frame_limit_is_too_large(
         srv.client("a") as a,
         srv.client("b") as b,
     ):
-        if True:
-            aid = (await a.join("r"))["you"]
-            await b.join("r")
-            await a.expect("user-joined")
+        aid = (await a.join("r"))["you"]
+        await b.join("r")
+        await a.expect("user-joined")
 
-            def offer(n: int) -> str:
-                msg = {"type": "offer", "to": aid, "sdp": {"type": "offer", "sdp": "x" * n}}
-                return json.dumps(msg, separators=(",", ":"))
+        def offer(n: int) -> str:
+            msg = {"type": "offer", "to": aid, "sdp": {"type": "offer", "sdp": "x" * n}}
+            return json.dumps(msg, separators=(",", ":"))
 
-            pad = limit - len(offer(0))
-            frame = offer(pad)
-            assert len(frame.encode()) == limit  # accepted by the transport...
-            await b.ws.send(frame)
-            err = await b.expect("error")  # ...but the stamped relay would be 2 bytes over
-            assert err["code"] == "too-large" and err["ref"] == "offer"
-            await b.ws.send(offer(pad - 2))
-            assert len(json.dumps(await a.expect("offer"), separators=(",", ":"))) == limit
+        pad = limit - len(offer(0))
+        frame = offer(pad)
+        assert len(frame.encode()) == limit  # accepted by the transport...
+        await b.ws.send(frame)
+        err = await b.expect("error")  # ...but the stamped relay would be 2 bytes over
+        assert err["code"] == "too-large" and err["ref"] == "offer"
+        await b.ws.send(offer(pad - 2))
+        assert len(json.dumps(await a.expect("offer"), separators=(",", ":"))) == limit
 
 
 async def test_oversize_frame_closes_1009(start_server: StartServer, backend: str | None) -> None:
