@@ -9,8 +9,8 @@ import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from pathlib import Path
 
+from bench import profile
 from bench.common import Ctx
 from bench.procs import CLIENT_CORE, SERVER_CORE, core
 from bench.report import Section, Table
@@ -99,21 +99,44 @@ def bench(ctx: Ctx) -> Section:
     servers: list[Coturn] = []
     try:
         for i in range(INSTANCES):
-            servers.append(start_coturn(cfg, list(ring.accepted), root / f"coturn-{i}"))
+            # All instances serve the first one's certificate, so one CA file verifies every TLS endpoint.
+            first = servers[0].certs if servers else None
+            shared = {"coturn_cert_file": str(first.cert), "coturn_pkey_file": str(first.key)} if first else None
+            servers.append(start_coturn(cfg, list(ring.accepted), root / f"coturn-{i}", extra=shared))
             pin_all_threads(servers[-1].proc.pid, core(SERVER_CORE))
-        bundle = root / "cas.pem"
-        bundle.write_text("".join(Path(s.certs.ca).read_text() for s in servers))
+        options = Options(ca_file=str(servers[0].certs.ca))
+        fleet_eps = [ep for i, s in enumerate(servers) for ep in node_endpoints(s, f"turn-{i}", PER_INSTANCE)]
         with on_core(core(CLIENT_CORE)):
-            return asyncio.run(_measure(ctx, servers, secret, str(bundle)))
+            section = asyncio.run(_measure(ctx, servers, secret, options, fleet_eps))
+            if ctx.profile or section.verdicts[1].met is False:
+                section.notes.append(_profile(ctx, fleet_eps, secret, options))
+        return section
     finally:
         for s in servers:
             s.stop()
 
 
-async def _measure(ctx: Ctx, servers: list[Coturn], secret: str, ca: str) -> Section:
-    options = Options(ca_file=ca)
+def _profile(ctx: Ctx, eps: list[Endpoint], secret: str, options: Options) -> str:
+    """py-spy on this process while it sweeps the fleet: where the probe's CPU goes."""
+    seconds = ctx.seconds(8.0, 2.0)
+
+    def sweep() -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            asyncio.run(timed(eps, secret, options))
+
+    try:
+        text = profile.during(os.getpid(), seconds, sweep, ctx.workdir / "probe.prof", core(SERVER_CORE))
+    except RuntimeError as exc:
+        return f"Profile not taken: {exc}"
+    return profile.summary(text, f"the probe sweeping {len(eps)} endpoints", "turnkit/probe/")
+
+
+async def _measure(
+    ctx: Ctx, servers: list[Coturn], secret: str, options: Options, fleet_eps: list[Endpoint]
+) -> Section:
+    ca = options.ca_file
     one_eps = node_endpoints(servers[0], "turn-0")
-    fleet_eps = [ep for i, s in enumerate(servers) for ep in node_endpoints(s, f"turn-{i}", PER_INSTANCE)]
     everything = replace(options, concurrency=len(runner.plan(fleet_eps)))
     runs = ctx.count(20, 3)
     one: list[float] = []
@@ -132,7 +155,7 @@ async def _measure(ctx: Ctx, servers: list[Coturn], secret: str, ca: str) -> Sec
             ms, bad = await timed(fleet_eps, secret, everything)
             fleet_all.append(ms)
             failed.update(bad)
-    side = await _side_by_side(servers[0], secret, options, ca, runs)
+    side = await _side_by_side(ctx, servers[0], secret, options, ca, runs)
     p50 = median(one)
     n_checks = len(runner.plan(fleet_eps))
     rows = (
@@ -185,7 +208,7 @@ credential); {runs} runs after one warm-up. The fleet: {len(servers)} coturn pro
     )
 
 
-async def _side_by_side(server: Coturn, secret: str, options: Options, ca: str, runs: int) -> Table:
+async def _side_by_side(ctx: Ctx, server: Coturn, secret: str, options: Options, ca: str | None, runs: int) -> Table:
     """The relay check per transport: turnkit's `relay` check vs `turnutils_uclient -y` (10 packets each)."""
     rows = []
     for ep in node_endpoints(server, "turn-0"):
@@ -196,7 +219,7 @@ async def _side_by_side(server: Coturn, secret: str, options: Options, ca: str, 
             ms, bad = await timed([ep], secret, options, only=("relay",))
             ours.append(ms)
             ours_ok += not bad
-            if i < UCLIENT_RUNS:  # uclient paces itself (~0.5 s per packet round); a few runs say enough
+            if i < ctx.count(UCLIENT_RUNS, 1):  # uclient paces itself (~0.5 s per packet round); a few runs say enough
                 c = credentials.issue("bench-uclient", secret, int(time.time()), 600)
                 argv = uclient.command(ep.host, ep.port, ep.transport, Credential(c.username, c.password), 10, ca)
                 res = await uclient.run(argv, timeout=UCLIENT_TIMEOUT)

@@ -15,7 +15,7 @@ from bench.report import Section, Table
 from bench.stats import Target, Verdict, fmt, median, ratio
 
 PAIRS = 50
-SPLIT = Path(__file__).with_name("split_ports.js")
+PRELOAD = Path(__file__).with_name("preload.js")
 
 MSGS = Target("turnkit msgs/s ÷ Socket.IO reference", ">=", 1.5, "×", "issues 3, 6")
 P99 = Target("turnkit rtt p99 at 50 rooms", "<=", 10, "ms", "issues 3, 6")
@@ -44,7 +44,7 @@ def parse_load(stdout: str) -> Load:
 def load(server: stack.Server, seconds: float, split: list[int] | None = None) -> Load:
     """Run relay-load.js on the client core against `server` (or spread over `split` ports)."""
     script = str(stack.node_dir() / "relay-load.js")
-    argv = ["node", *(["-r", str(SPLIT)] if split else []), script, server.proto, server.url, str(PAIRS)]
+    argv = ["node", *(["-r", str(PRELOAD)] if split else []), script, server.proto, server.url, str(PAIRS)]
     env = {"TURNKIT_JWT_SECRET": stack.JWT_SECRET}
     if split:
         env["BENCH_SPLIT_PORTS"] = ",".join(map(str, split))
@@ -122,5 +122,5 @@ table shows medians. turnkit runs `turnkit signaling serve` with JWT auth, frame
 its rate limiter on (limit raised above the load); the references have none of these.
 **Redis, 2 processes:** two `turnkit signaling serve` processes sharing one `redis-server`, all three
 pinned to core 0 (the same one-core server budget as the reference). One `relay-load.js` with a preload
-(`bench/split_ports.js`) that alternates new WebSocket connections between the two processes, so the two peers of
+(`bench/preload.js`) that alternates new WebSocket connections between the two processes, so the two peers of
 every room sit on different processes and every relayed message crosses Redis pub/sub."""

@@ -15,7 +15,8 @@ from bench.procs import Procs, wait_http, wait_tcp
 from tests.daemons import free_port
 from turnkit import keyring
 
-JWT_SECRET = "bench-secret"
+#: HS256 secret shared by the servers and relay-load.js (≥ 32 bytes, as RFC 7518 §3.2 asks).
+JWT_SECRET = "bench-secret-for-turnkit-benchmarks-only"
 REPO = Path(__file__).resolve().parents[1]
 #: The shared benchmark peer (read-only); a copy with node_modules is made when it has none.
 SHARED_BENCH = Path(os.environ.get("TURNKIT_BENCH_PEER", REPO.parent / "shared" / "bench"))
