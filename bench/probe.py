@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import subprocess
 import time
@@ -25,13 +26,22 @@ ONE = Target("one node, full check (UDP+TCP+TLS), p50", "<=", 100, "ms", "issue 
 FLEET = Target("100 endpoints at once ÷ one node", "<=", 3.0, "×", "issue 4")
 INSTANCES = 10
 PER_INSTANCE = 10
+#: Every coturn listens on these, so 10 endpoints per instance are distinct (address, port, transport).
+LISTEN_IPS = ("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4")
+#: Relay ports: a 2,000-port window per instance, enough for every allocation of the whole run.
+RELAY_PORTS = 30000
+RELAY_WINDOW = 2000
 UCLIENT_RUNS = 3
 UCLIENT_TIMEOUT = 15.0
 TRANSPORTS = (Transport.UDP, Transport.TCP, Transport.TLS)
 
 
 def node_endpoints(server: Coturn, node: str, count: int = 3) -> list[Endpoint]:
-    """`count` endpoints of one local coturn, cycling UDP, TCP, TLS (the node-level checks ride on UDP)."""
+    """`count` distinct endpoints of one local coturn: UDP, TCP, TLS on 127.0.0.1, then the same on 127.0.0.2, ...
+
+    The probe runs each check once per (address, port, transport), so a fleet of distinct endpoints needs
+    distinct addresses: every benchmark coturn listens on LISTEN_IPS.
+    """
     out = []
     for k in range(count):
         transport = TRANSPORTS[k % 3]
@@ -39,21 +49,28 @@ def node_endpoints(server: Coturn, node: str, count: int = 3) -> list[Endpoint]:
             Endpoint(
                 region="local",
                 node=f"{node}-{k // 3}" if count > 3 else node,
-                host="127.0.0.1",
+                host=LISTEN_IPS[k // 3],
                 port=server.tls_port if transport is Transport.TLS else server.port,
                 transport=transport,
                 expected_ip="127.0.0.1",
                 loopback_only=True,
                 loopback_allowed=True,
+                server_name="turn.example.test",
             )
         )
     return out
 
 
+_runs = itertools.count()
+
+
 def minted(secret: str) -> CredentialSource:
+    """Fresh REST credentials per check, endpoint and run: coturn's per-user quota must not couple the runs."""
+    run = next(_runs)
+
     def source(ep: Endpoint, check: str) -> Credential:
-        # One user per endpoint and check: 10 endpoints share a coturn here, and coturn has a per-user quota.
-        c = credentials.issue(f"bench-{check}-{ep.node}-{ep.transport.value}", secret, int(time.time()), 600)
+        user = f"bench{run}-{check}-{ep.host}-{ep.transport.value}"
+        c = credentials.issue(user, secret, int(time.time()), 600)
         return Credential(c.username, c.password, secret)
 
     return source
@@ -101,8 +118,14 @@ def bench(ctx: Ctx) -> Section:
         for i in range(INSTANCES):
             # All instances serve the first one's certificate, so one CA file verifies every TLS endpoint.
             first = servers[0].certs if servers else None
-            shared = {"coturn_cert_file": str(first.cert), "coturn_pkey_file": str(first.key)} if first else None
-            servers.append(start_coturn(cfg, list(ring.accepted), root / f"coturn-{i}", extra=shared))
+            shared = {"coturn_cert_file": str(first.cert), "coturn_pkey_file": str(first.key)} if first else {}
+            extra = {
+                **shared,
+                "coturn_listening_ips": list(LISTEN_IPS),
+                "coturn_min_port": RELAY_PORTS + i * RELAY_WINDOW,
+                "coturn_max_port": RELAY_PORTS + (i + 1) * RELAY_WINDOW - 1,
+            }
+            servers.append(start_coturn(cfg, list(ring.accepted), root / f"coturn-{i}", extra=extra))
             pin_all_threads(servers[-1].proc.pid, core(SERVER_CORE))
         options = Options(ca_file=str(servers[0].certs.ca))
         fleet_eps = [ep for i, s in enumerate(servers) for ep in node_endpoints(s, f"turn-{i}", PER_INSTANCE)]
@@ -188,7 +211,8 @@ core 1, against local coturn 4.6 instances started from turnkit-rendered config 
 hardening check is skipped) with all their threads pinned to core 0. One node = its UDP, TCP and TLS endpoints with
 every check of the probe plan (STUN, unauthenticated allocate, allocate, relay round trip of 10 packets, expired
 credential); {runs} runs after one warm-up. The fleet: {len(servers)} coturn processes × {PER_INSTANCE} endpoint URLs each
-(UDP/TCP/TLS cycled, node-level checks on each UDP one) = {len(fleet_eps)} endpoints, alternated with the single node."""
+on 4 loopback addresses (UDP/TCP/TLS × 127.0.0.1–4, node-level checks on each UDP one) = {len(fleet_eps)} distinct
+endpoints, alternated with the single node. Fresh credentials per run and endpoint (coturn's per-user quota)."""
     notes = (
         [f"Failed checks seen: {'; '.join(sorted(failed)[:10])}"] if failed else ["Every check passed in every run."]
     )
@@ -220,7 +244,7 @@ async def _side_by_side(ctx: Ctx, server: Coturn, secret: str, options: Options,
             ours.append(ms)
             ours_ok += not bad
             if i < ctx.count(UCLIENT_RUNS, 1):  # uclient paces itself (~0.5 s per packet round); a few runs say enough
-                c = credentials.issue("bench-uclient", secret, int(time.time()), 600)
+                c = credentials.issue(f"bench-uclient-{i}", secret, int(time.time()), 600)
                 argv = uclient.command(ep.host, ep.port, ep.transport, Credential(c.username, c.password), 10, ca)
                 res = await uclient.run(argv, timeout=UCLIENT_TIMEOUT)
                 theirs.append(res.duration * 1000)

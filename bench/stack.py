@@ -110,12 +110,12 @@ def start_turnkit(procs: Procs, workdir: Path, pin: int | None, redis_url: str |
     return Server("turnkit" + ("-redis" if redis_url else ""), proc, port, "turnkit")
 
 
-def start_redis(procs: Procs, workdir: Path, pin: int | None) -> str:
-    """A throwaway redis-server (no persistence); returns its URL."""
+def start_redis(procs: Procs, workdir: Path, pin: int | None) -> tuple[str, subprocess.Popen[bytes]]:
+    """A throwaway redis-server (no persistence); returns its URL and process."""
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     argv += ["--dir", str(workdir), "--daemonize", "no"]
     proc = procs.start(f"redis-{port}", argv, pin=pin)
     wait_tcp(port, proc)
-    return f"redis://127.0.0.1:{port}/0"
+    return f"redis://127.0.0.1:{port}/0", proc
