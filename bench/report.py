@@ -19,6 +19,9 @@ and keeps the others.
 """
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
 @dataclass(frozen=True)
 class Table:
     headers: tuple[str, ...]
@@ -65,7 +68,7 @@ def render_section(section: Section, header: str) -> str:
         parts.append(verdict_table(section.verdicts))
     parts += [table(t) for t in section.tables]
     parts += section.notes
-    body = "\n\n".join(p for p in parts if p)
+    body = _CONTROL.sub("", "\n\n".join(p for p in parts if p))  # e.g. a NUL in a server's reason phrase
     return f"{_start(section.key)}\n{body}\n{_end(section.key)}"
 
 

@@ -131,7 +131,10 @@ def _section(key: str, value: float) -> report.Section:
 
 
 def test_markdown_section_and_tables() -> None:
-    text = report.render_section(_section("relay", 2.0), "_Run: x._")
+    section = _section("relay", 2.0)
+    section.notes.append("reason: wrong transaction ID\x00")
+    text = report.render_section(section, "_Run: x._")
+    assert "reason: wrong transaction ID\n" in text  # control characters from servers' reason phrases dropped
     assert text.startswith("<!-- bench:relay:start -->\n## Title relay\n\n_Run: x._\n\nHow it was measured.")
     assert "| ratio | 2 × (detail) | ≥ 1.5 × | ✓ | issue 6 |" in text
     assert "| a\\|b | 1 |" in text
