@@ -177,3 +177,14 @@ async def test_relayed_address_not_the_nodes_public_ip_fails_relay(project: Proj
     assert relay.failure is Failure.OTHER
     assert relay.reason == f"relayed address {relay.details['relayed']} is not the node's public IP 127.0.0.2"
     assert relay.details["loss"] == 0.0  # the relay itself works; the address it advertises is wrong
+
+
+def test_error_reason_loses_control_characters() -> None:
+    """coturn 4.6.1 ends its 437 reason phrase with a NUL; reports must not carry it."""
+    import aioice.stun as stun
+
+    from turnkit.probe import client
+
+    response = stun.Message(message_method=stun.Method.ALLOCATE, message_class=stun.Class.ERROR)
+    response.attributes["ERROR-CODE"] = (437, "Mismatched allocation: wrong transaction ID\x00")
+    assert client.error_code(stun.TransactionFailed(response)) == (437, "Mismatched allocation: wrong transaction ID")

@@ -24,8 +24,9 @@ from turnkit.probe.result import Credential, Failure, Transport
 T = TypeVar("T")
 Address = tuple[str, int]
 
-#: How long to wait for the allocation to be deleted when closing (best effort).
-CLOSE_TIMEOUT = 1.0
+#: How long to wait for the allocation to be deleted when closing (best effort). Generous: a
+#: deletion cut short leaves the allocation counting against coturn's user-quota for its lifetime.
+CLOSE_TIMEOUT = 3.0
 
 
 class _Watched:
@@ -209,8 +210,9 @@ def cert_days_left(der: bytes, now: float) -> float:
 
 
 def error_code(exc: stun.TransactionFailed) -> tuple[int, str]:
+    """The ERROR-CODE attribute; the reason phrase loses control characters (coturn's 437 ends in NUL)."""
     code, text = exc.response.attributes.get("ERROR-CODE", (0, "no error code"))
-    return int(code), str(text)
+    return int(code), "".join(ch for ch in str(text) if ch.isprintable()).strip()
 
 
 def _stun_failure(exc: BaseException) -> tuple[Failure, str]:
