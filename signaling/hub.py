@@ -42,7 +42,20 @@ class Link(Protocol):
 class Peer:
     """One connection's state; `id` is random and unguessable, `user` is the JWT `sub`."""
 
-    __slots__ = ("closing", "ice_gen", "id", "joining", "link", "region", "room", "stamp", "tokens", "user", "warned")
+    __slots__ = (
+        "closing",
+        "ice_gen",
+        "id",
+        "joining",
+        "link",
+        "region",
+        "room",
+        "seen",
+        "stamp",
+        "tokens",
+        "user",
+        "warned",
+    )
 
     def __init__(self, peer_id: str, user: str, region: str | None, link: Link, burst: float, now: float) -> None:
         self.id = peer_id
@@ -56,6 +69,7 @@ class Peer:
         self.stamp = now
         self.warned = False
         self.ice_gen = 0
+        self.seen = True  # anything received since the last keepalive sweep (the transport sets it)
 
     def __repr__(self) -> str:
         return f"Peer(id={self.id!r}, room={self.room!r})"

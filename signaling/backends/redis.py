@@ -33,6 +33,8 @@ HEARTBEAT_TTL_MS = 6000
 #: Relays queued for Redis beyond this are dropped (memory stays bounded when Redis is slow).
 MAX_PENDING = 50_000
 PIPELINE = 512
+#: Upper bound of each shutdown step.
+STOP_STEP = 2.0
 
 _LIB = """
 local P = ARGV[1]
@@ -142,6 +144,7 @@ class RedisBackend:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._registered = False
+        self._stopping = False
         self._dropped = 0
 
     async def start(self, events: Events) -> None:
@@ -154,8 +157,8 @@ class RedisBackend:
         except (RedisError, OSError) as exc:
             await self.redis.aclose()
             raise DaemonError(f"signaling.redis_url: cannot use Redis at {_safe(self.url)}: {exc}") from None
-        for job in (self._worker(), self._listen(), self._heartbeat()):
-            self._tasks.append(asyncio.create_task(job))
+        for name, job in (("worker", self._worker()), ("listener", self._listen()), ("heartbeat", self._heartbeat())):
+            self._tasks.append(asyncio.create_task(job, name=f"redis-{name}"))
         log.info("redis backend started as process %s", self.proc)
 
     # Requests (fire-and-forget, in order)
@@ -179,7 +182,8 @@ class RedisBackend:
         self._push(("pub", f"{self.prefix}ch:{owner}", f"D {peer} {room} {frame}", 0))
 
     async def _worker(self) -> None:
-        while True:
+        # The loop condition, not only cancellation, ends it: redis-py can turn a cancel into an error.
+        while not self._stopping:
             if not self.ops:
                 self._wake.clear()
                 await self._wake.wait()
@@ -212,9 +216,10 @@ class RedisBackend:
     # Events from Redis
 
     async def _listen(self) -> None:
-        while True:
+        # A bounded wait: redis-py may swallow a cancellation inside a blocking read.
+        while not self._stopping:
             try:
-                msg = await self.pubsub.get_message(timeout=None)
+                msg = await self.pubsub.get_message(timeout=1.0)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -259,7 +264,7 @@ class RedisBackend:
         self._registered = True
 
     async def _heartbeat(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(HEARTBEAT)
             try:
                 await self._beat()
@@ -280,22 +285,29 @@ class RedisBackend:
         return None
 
     async def stop(self) -> None:
-        """Flush queued requests, remove our remaining members, stop the tasks."""
+        """Flush queued requests, remove our remaining members, stop the tasks (every step bounded)."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5):
                 while self.ops:
                     await asyncio.sleep(0.01)
+        self._stopping = True
+        self._wake.set()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        try:
-            await asyncio.wait_for(self._reap(args=[self.prefix, self.proc]), 2.0)
-            await self.pubsub.aclose()
-        except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("redis cleanup at shutdown failed: %s", exc)
-        await self.redis.aclose()
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=STOP_STEP)
+            if stuck:
+                log.warning("redis backend: %s did not stop", ", ".join(t.get_name() for t in stuck))
+        steps = (
+            ("reap", self._reap(args=[self.prefix, self.proc])),
+            ("pubsub close", self.pubsub.aclose()),
+            ("client close", self.redis.aclose()),
+        )
+        for name, step in steps:
+            try:
+                await asyncio.wait_for(step, STOP_STEP)
+            except (RedisError, OSError, TimeoutError) as exc:
+                log.warning("redis backend: %s at shutdown failed: %s", name, type(exc).__name__)
 
 
 def _pair(member: str) -> tuple[str, str]:

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from signaling.protocol import Code
-from tests.signaling.conftest import StartServer
+from tests.signaling.conftest import StartServer, make_token
 
 pytestmark = pytest.mark.asyncio
 
@@ -252,3 +252,32 @@ async def test_slow_reader_is_disconnected(start_server: StartServer, backend: s
                 reader.cancel()
         assert srv.server.stats.closed["slow-reader"] == 1
         assert slow_id not in srv.server.hub.peers
+
+
+def masked_text_frame(payload: bytes) -> bytes:
+    """A client text frame (RFC 6455 §5.2), masked, for payloads under 126 bytes."""
+    mask = b"\x01\x02\x03\x04"
+    return bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+async def test_silent_connection_is_dropped_by_keepalive(start_server: StartServer, backend: str | None) -> None:
+    async with start_server(backend, server_kw={"ping_interval": 0.5}) as srv, srv.client("alive") as alive:
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        writer.write(
+            f"GET /ws?token={make_token('mute')} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+        writer.write(masked_text_frame(b'{"type":"join-room","room":"k"}'))
+        head = await reader.readexactly(2)
+        size = head[1] & 0x7F
+        if size == 126:
+            size = int.from_bytes(await reader.readexactly(2), "big")
+        mute_id = json.loads(await reader.readexactly(size))["you"]
+        assert (await alive.join("k"))["users"] == [mute_id]
+        # the mute client never answers pings; the responsive one does and stays
+        assert await alive.expect("user-left", timeout=15) == {"type": "user-left", "id": mute_id}
+        assert srv.server.stats.closed["keepalive"] == 1
+        await alive.send(type="ice-servers")
+        await alive.expect("ice-servers")
+        writer.close()
