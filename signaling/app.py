@@ -38,9 +38,10 @@ from signaling.auth import AuthError, Identity
 from signaling.backends import Backend
 from signaling.backends.memory import MemoryBackend
 from signaling.hub import Hub, Limits, Peer
-from signaling.ice import FileHealth, HealthSource, IceProvider, NoHealth, SharedHealth, UnknownRegion
+from signaling.ice import FileHealth, HealthSource, IceProvider, SharedHealth, UnknownRegion
 from signaling.keysource import KeySource
 from signaling.metrics import Metrics, Stats
+from turnkit import health as turnkit_health
 from turnkit.config import Config
 from turnkit.errors import DaemonError
 
@@ -262,12 +263,13 @@ class SignalingServer:
         secrets_path = Path(self.env[SECRETS_ENV]) if self.env.get(SECRETS_ENV) else cfg.secrets_path
         self.keys = KeySource(secrets_path)
         self.verifier = auth.load_verifier(cfg, self.env)
-        health: HealthSource = NoHealth()
+        # Same place `turnkit probe` publishes to: Redis when configured, else the health file.
+        health: HealthSource
         shared: SharedHealth | None = None
-        if cfg.signaling.health_file:
-            health = FileHealth(cfg.resolve(cfg.signaling.health_file))
-        elif cfg.signaling.redis_url:
+        if cfg.signaling.redis_url:
             health = shared = SharedHealth()
+        else:
+            health = FileHealth(turnkit_health.path_for(cfg, self.env))
         self.ice = IceProvider(cfg, self.keys, health, on_issue=self._count_credential)
         self.backend: Backend
         if cfg.signaling.redis_url:

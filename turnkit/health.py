@@ -61,10 +61,10 @@ def healthy(nodes: Iterable[Node], health: Mapping[str, NodeHealth]) -> list[Nod
     return [n for n in nodes if health.get(key(n), NodeHealth(True, 0)).ok]
 
 
-def path_for(cfg: Config) -> Path:
+def path_for(cfg: Config, env: Mapping[str, str] | None = None) -> Path:
     """Where probes write and signaling reads node health: $TURNKIT_HEALTH_FILE, `signaling.health_file`,
     else `<state_dir>/health.json`."""
-    override = os.environ.get(ENV_VAR)
+    override = (os.environ if env is None else env).get(ENV_VAR)
     if override:
         return Path(override)
     configured = cfg.signaling.health_file

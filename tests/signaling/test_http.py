@@ -169,13 +169,19 @@ async def test_secret_rotation_is_picked_up_without_restart(start_server: StartS
         assert (await get(f"{srv.http}/api/turn", headers=auth)).status_code == 200
 
 
-async def test_unhealthy_node_is_left_out(start_server: StartServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("configured", [True, False], ids=["health_file", "default-path"])
+async def test_unhealthy_node_is_left_out(start_server: StartServer, tmp_path: Path, configured: bool) -> None:
+    """With `signaling.health_file`, or where `turnkit probe` writes by default (<state_dir>/health.json)."""
     hosts = [{"address": "turn-a.example.test"}, {"address": "turn-b.example.test"}]
-    health_file = tmp_path / "health.json"
+    settings: dict[str, object] = {"default_region": "eu"}
+    if configured:
+        settings["health_file"] = str(tmp_path / "health.json")
     async with start_server(
-        signaling={"health_file": str(health_file), "default_region": "eu"},
+        signaling=settings,
         regions__eu={"provider": "static", "nodes": 2, "hosts": hosts},
     ) as srv:
+        health_file = health.path_for(srv.cfg, {})
+        assert (health_file == tmp_path / "health.json") is configured
         auth = {"Authorization": f"Bearer {make_token()}"}
 
         async def urls(**params: str) -> list[str]:
