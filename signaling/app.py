@@ -42,13 +42,13 @@ from signaling.ice import FileHealth, HealthSource, IceProvider, SharedHealth, U
 from signaling.keysource import KeySource
 from signaling.metrics import Metrics, Stats
 from turnkit import health as turnkit_health
+from turnkit import keyring
 from turnkit.config import Config
 from turnkit.errors import DaemonError
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
-SECRETS_ENV = "TURNKIT_SECRETS_FILE"
 #: File descriptors kept free for listeners, Redis, logs and static files.
 FD_RESERVE = 64
 SHUTDOWN_TIMEOUT = 10.0
@@ -260,7 +260,7 @@ class SignalingServer:
     async def startup(self) -> None:
         """Load secrets and keys, start the backend, listen. Raises TurnkitError on bad setup."""
         cfg = self.cfg
-        secrets_path = Path(self.env[SECRETS_ENV]) if self.env.get(SECRETS_ENV) else cfg.secrets_path
+        secrets_path = keyring.path_for(cfg.secrets_path, self.env) or cfg.secrets_path
         self.keys = KeySource(secrets_path)
         self.verifier = auth.load_verifier(cfg, self.env)
         # Same place `turnkit probe` publishes to: Redis when configured, else the health file.

@@ -173,3 +173,30 @@ def test_render_without_keyring_and_bad_version(tmp_path: Path) -> None:
     assert run(tmp_path, "secret", "init").returncode == 0
     out = run(tmp_path, "render", "--region", "local", "--out", "o", "--coturn-version", "latest")
     assert (out.returncode, out.stderr) == (2, "error: --coturn-version: expected a version like 4.6.1, got 'latest'\n")
+
+
+def test_unwritable_output_is_one_line_not_a_traceback(project: Path) -> None:
+    (project / "blocker").write_text("")
+    out = run(project, "render", "--region", "local", "--out", "blocker/out")
+    assert out.returncode == 3 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1
+    assert "cannot write: Not a directory" in out.stderr
+
+
+def test_corrupt_node_state_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "turnkit.toml").write_text('[regions.eu]\nprovider = "aws"\n')
+    assert run(tmp_path, "secret", "init").returncode == 0
+    state = tmp_path / ".turnkit" / "regions" / "eu" / "nodes.json"
+    state.parent.mkdir(parents=True)
+    state.write_text('[{"name": "turn-1", "bogus": 1}]')
+    out = run(tmp_path, "render", "--region", "eu", "--out", "o")
+    assert (out.returncode, out.stderr) == (2, f"error: {state}: corrupt node state\n")
+
+
+@pytest.mark.parametrize("version", ["4..6", "4.", "latest"])
+def test_render_refuses_malformed_coturn_versions(project: Path, version: str) -> None:
+    out = run(project, "render", "--region", "local", "--out", "o", "--coturn-version", version)
+    assert (out.returncode, out.stderr) == (
+        2,
+        f"error: --coturn-version: expected a version like 4.6.1, got {version!r}\n",
+    )

@@ -29,6 +29,8 @@ _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
 
+VERSION_PATTERN = r"^\d+\.\d+(\.\d+)?$"
+
 Port = Annotated[int, Field(ge=1, le=65535)]
 Ttl = Annotated[int, Field(ge=MIN_TTL, le=MAX_TTL)]
 
@@ -89,7 +91,7 @@ class Ports(_Model):
 class Coturn(_Model):
     """coturn knobs that differ between deployments; the hardening itself is not optional."""
 
-    version: Annotated[str, Field(pattern=r"^\d+\.\d+(\.\d+)?$")] | None = None
+    version: Annotated[str, Field(pattern=VERSION_PATTERN)] | None = None
     user_quota: Annotated[int, Field(ge=0)] = 12
     total_quota: Annotated[int, Field(ge=0)] = 1200
     stale_nonce: Annotated[int, Field(ge=0)] = 600

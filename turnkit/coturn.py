@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ from turnkit.render import DEFAULT_COTURN_VERSION
 _VERSION = re.compile(r"(\d+\.\d+\.\d+)")
 
 
+@functools.cache
 def detect_version(binary: str = "turnserver") -> str | None:
     """The local coturn version, or None when no turnserver is installed."""
     path = shutil.which(binary)

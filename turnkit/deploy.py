@@ -22,7 +22,6 @@ from turnkit import clock, credentials, health, keyring, localstack, render, res
 from turnkit.config import Config
 from turnkit.coturn import target_version
 from turnkit.errors import TurnkitError
-from turnkit.fsutil import atomic_write
 from turnkit.nodes import Node, region_nodes
 from turnkit.provision import Action, provider_for
 
@@ -179,10 +178,9 @@ def render_to_state(
     cfg: Config, region: str, nodes: Sequence[Node], secrets: Sequence[str], progress: Progress
 ) -> None:
     """Render the region's files where the operator can inspect them (0600/0640 as the targets say)."""
-    files = render.render_region(cfg, nodes, sorted(secrets), target_version(cfg), resources.template_dir())
+    files = render.render_region(cfg, nodes, secrets, target_version(cfg), resources.template_dir())
     out = rendered_dir(cfg, region)
-    for rel, item in sorted(files.items()):
-        atomic_write(out / rel, item.content, mode=item.mode)
+    render.write_tree(out, files)
     progress(f"rendered {len(files)} file(s) into {out}")
 
 
@@ -228,8 +226,7 @@ class Fleet:
                 **self._node_state_vars(),
             },
         )
-        secrets = {"coturn_static_auth_secrets": sorted(ring.accepted), "signaling_secrets_json": keyring.to_json(ring)}
-        ansible.run_playbook(inventory, secrets, extra_vars=self.extra_vars, playbook=self.playbook)
+        ansible.run_playbook(inventory, ansible.secret_vars(ring), extra_vars=self.extra_vars, playbook=self.playbook)
 
     def _node_state_vars(self) -> dict[str, Any]:
         """Cloud nodes live in the controller's state dir; the signaling host needs them too."""

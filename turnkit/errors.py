@@ -38,6 +38,10 @@ class SecretStoreError(TurnkitError):
     exit_code = ExitCode.USAGE
 
 
+class WriteError(TurnkitError):
+    """A file could not be written (permissions, full disk, a directory in the way)."""
+
+
 class RenderError(TurnkitError):
     """A template could not be rendered (missing template or context key)."""
 

@@ -11,6 +11,7 @@ import json
 import os
 import secrets as _random
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from turnkit.errors import SecretStoreError
 from turnkit.fsutil import atomic_write
 
 FORMAT_VERSION = 1
+#: Where services find the keyring when systemd hands it over (LoadCredential); wins over the config.
+ENV_VAR = "TURNKIT_SECRETS_FILE"
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,9 @@ class Keyring:
 
     @property
     def accepted(self) -> list[str]:
-        """Every secret value coturn must accept, primary first."""
-        return [s.value for s in sorted(self.secrets, key=lambda s: not s.primary)]
+        """Every secret value coturn must accept, in a stable order: promoting a staged secret
+        changes nothing in coturn's config, so it restarts no node."""
+        return sorted(s.value for s in self.secrets)
 
     def get(self, secret_id: str) -> Secret:
         for s in self.secrets:
@@ -116,6 +120,12 @@ def from_json(text: str, origin: str) -> Keyring:
     if sum(s.primary for s in ring.secrets) != 1:
         raise SecretStoreError(f"{origin}: keyring must have exactly one primary secret")
     return ring
+
+
+def path_for(secrets_path: Path | None, env: Mapping[str, str] | None = None) -> Path | None:
+    """$TURNKIT_SECRETS_FILE if set, else the config's `project.secrets_file` (None: no config)."""
+    override = (os.environ if env is None else env).get(ENV_VAR)
+    return Path(override) if override else secrets_path
 
 
 def load(path: Path) -> Keyring:

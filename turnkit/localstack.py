@@ -393,7 +393,7 @@ def signaling_service(cfg: Config, lay: Layout, jwt: str) -> Service:
     host, port = cfg.signaling.host, cfg.signaling.port
     env = {
         cfg.signaling.jwt.secret_env: jwt,
-        "TURNKIT_SECRETS_FILE": str(cfg.secrets_path),
+        keyring.ENV_VAR: str(cfg.secrets_path),
     }
     argv = (*turnkit_argv(), "signaling", "serve", "--host", host, "--port", str(port), "--config", str(cfg.path))
     return Service(
@@ -407,9 +407,6 @@ def signaling_service(cfg: Config, lay: Layout, jwt: str) -> Service:
     )
 
 
-SERVICE_ORDER = ("coturn", "signaling")
-
-
 def services(cfg: Config, region: str, now: int, progress: Progress) -> list[Service]:
     """Everything the local region runs, with configs rendered and secrets generated if absent."""
     lay = layout(cfg, region)
@@ -417,7 +414,7 @@ def services(cfg: Config, region: str, now: int, progress: Progress) -> list[Ser
     ring = ensure_keyring(cfg, now, progress)
     certs = ensure_certs(lay, nodes, dt.datetime.fromtimestamp(now, dt.UTC), progress)
     # Sorted, not primary-first: promoting a secret then changes no coturn config (no restart).
-    out = [coturn_service(cfg, lay, n, sorted(ring.accepted), certs) for n in nodes]
+    out = [coturn_service(cfg, lay, n, ring.accepted, certs) for n in nodes]
     out.append(signaling_service(cfg, lay, jwt_secret(cfg, lay)))
     return out
 

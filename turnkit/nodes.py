@@ -73,12 +73,11 @@ def _static(config: Config, name: str) -> list[Node]:
 def _cloud(config: Config, name: str) -> list[Node]:
     path = state_file(config, name)
     try:
-        items = json.loads(path.read_text(encoding="utf-8"))
+        return [Node(**item) for item in json.loads(path.read_text(encoding="utf-8"))]
     except FileNotFoundError:
         raise ConfigError(f"region `{name}`: not provisioned yet (run `turnkit provision --region {name}`)") from None
-    except ValueError:
+    except (ValueError, TypeError, AttributeError):
         raise ConfigError(f"{path}: corrupt node state") from None
-    return [Node(**item) for item in items]
 
 
 _RESOLVERS = {"local": _local, "static": _static, "aws": _cloud}

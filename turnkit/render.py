@@ -262,3 +262,11 @@ def render_region(
         context = {**target.context(cfg, nodes), **(overrides or {})}
         files[target.dest] = Rendered(render_template(env, target.template, context), target.mode)
     return files
+
+
+def write_tree(out: Path, files: Mapping[str, Rendered]) -> None:
+    """The I/O edge: write each rendered file atomically (temp + rename) with its mode."""
+    from turnkit.fsutil import atomic_write
+
+    for rel, item in sorted(files.items()):
+        atomic_write(out / rel, item.content, mode=item.mode)

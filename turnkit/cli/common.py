@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from turnkit import config as config_mod
-from turnkit import keyring
 from turnkit.config import Config
 
 CONFIG_OPTION = typer.Option(
@@ -18,7 +17,3 @@ JSON_OPTION = typer.Option(False, "--json", help="Machine-readable JSON on stdou
 
 def load_config(path: Path) -> Config:
     return config_mod.load(path)
-
-
-def load_keyring(cfg: Config) -> keyring.Keyring:
-    return keyring.load(cfg.secrets_path)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,13 +19,12 @@ from turnkit import clock, credentials, keyring, nodes
 from turnkit.cli import output
 from turnkit.cli.common import CONFIG_OPTION, JSON_OPTION, load_config
 from turnkit.config import Config
-from turnkit.errors import ConfigError, ExitCode, InputError
+from turnkit.errors import ConfigError, ExitCode, InputError, WriteError
 from turnkit.fsutil import atomic_write
 from turnkit.probe import history, record, report, runner, signaling, targets
 from turnkit.probe.checks import CHECKS, FORBIDDEN_PEERS, NEEDS_CREDENTIAL, CredentialSource, Options
 from turnkit.probe.result import CheckResult, Credential, Endpoint
 
-SECRETS_ENV = "TURNKIT_SECRETS_FILE"
 CREDENTIAL_TTL = 600
 
 
@@ -52,12 +50,10 @@ def _config_or_none(path: Path, required: bool) -> Config | None:
 
 def _secret(cfg: Config | None) -> str:
     """The primary shared secret, from $TURNKIT_SECRETS_FILE (systemd credential) or the config's keyring."""
-    env = os.environ.get(SECRETS_ENV)
-    if env:
-        return keyring.load(Path(env)).primary.value
-    if cfg is None:
-        raise InputError(f"no turnkit.toml and no ${SECRETS_ENV}: cannot mint TURN credentials")
-    return keyring.load(cfg.secrets_path).primary.value
+    path = keyring.path_for(cfg.secrets_path if cfg else None)
+    if path is None:
+        raise InputError(f"no turnkit.toml and no ${keyring.ENV_VAR}: cannot mint TURN credentials")
+    return keyring.load(path).primary.value
 
 
 def _known_nodes(cfg: Config | None) -> dict[str, nodes.Node]:
@@ -146,8 +142,8 @@ def _run_with_progress(
 def _write_textfile(path: Path, text: str) -> None:
     try:
         atomic_write(path, text)
-    except OSError as exc:
-        raise record.RecordError(f"--prometheus: cannot write `{path}`: {exc.strerror}") from None
+    except WriteError as exc:
+        raise record.RecordError(f"--prometheus: {exc}") from None
 
 
 @probe_app.command("run")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import typer
@@ -9,14 +10,8 @@ import typer
 from turnkit import coturn, keyring, nodes, render, resources
 from turnkit.cli import output
 from turnkit.cli.common import CONFIG_OPTION, JSON_OPTION, load_config
+from turnkit.config import VERSION_PATTERN
 from turnkit.errors import InputError
-from turnkit.fsutil import atomic_write
-
-
-def write_tree(out: Path, files: dict[str, render.Rendered]) -> None:
-    """Write each file atomically (temp + rename) with its mode."""
-    for rel, item in sorted(files.items()):
-        atomic_write(out / rel, item.content, mode=item.mode)
 
 
 def render_cmd(
@@ -33,13 +28,13 @@ def render_cmd(
     Example: turnkit render --region eu --out rendered/eu
     """
     cfg = load_config(config)
-    if coturn_version is not None and not coturn_version.replace(".", "").isdigit():
+    if coturn_version is not None and not re.match(VERSION_PATTERN, coturn_version):
         raise InputError(f"--coturn-version: expected a version like 4.6.1, got {coturn_version!r}")
     node_list = nodes.region_nodes(cfg, region)
     ring = keyring.load(cfg.secrets_path)
     version = coturn_version or coturn.target_version(cfg)
     files = render.render_region(cfg, node_list, ring.accepted, version, resources.template_dir())
-    write_tree(out, files)
+    render.write_tree(out, files)
     if json_:
         output.emit_json({"region": region, "coturn_version": version, "files": sorted(files)})
     else:

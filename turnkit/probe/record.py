@@ -7,7 +7,7 @@ from pathlib import Path
 
 from turnkit import health
 from turnkit.config import Config
-from turnkit.errors import TurnkitError
+from turnkit.errors import TurnkitError, WriteError
 from turnkit.health import NodeHealth
 from turnkit.probe import history, report
 from turnkit.probe.result import CheckResult
@@ -24,8 +24,8 @@ def history_path(cfg: Config) -> Path:
 def write_health_file(path: Path, new: Mapping[str, NodeHealth]) -> None:
     try:
         health.write_file(path, new)
-    except OSError as exc:
-        raise RecordError(f"{path}: cannot write node health: {exc.strerror}") from None
+    except WriteError as exc:
+        raise RecordError(f"node health: {exc}") from None
 
 
 def write_health_redis(url: str, new: Mapping[str, NodeHealth]) -> None:
