@@ -36,7 +36,9 @@ CONNECTIONS: dict[str, str] = {
 }
 
 #: Variables that must never be written to the inventory (they go to the secrets file).
-SECRET_VARS: frozenset[str] = frozenset({"coturn_static_auth_secrets", "coturn_key_pem", "signaling_secrets_json"})
+SECRET_VARS: frozenset[str] = frozenset(
+    {"coturn_static_auth_secrets", "coturn_key_pem", "signaling_secrets_json", "signaling_environment"}
+)
 
 #: Environment for a parseable, colourless run of the default stdout callback.
 ANSIBLE_ENV: dict[str, str] = {
@@ -195,9 +197,13 @@ def region_inventory(
     return Inventory(turn, signaling, certbot_vars(cfg, nodes, overrides), signaling_vars)
 
 
-def secret_vars(ring: Keyring) -> dict[str, Any]:
-    """The secrets file of a run: every accepted TURN secret for coturn, the keyring for signaling."""
-    return {"coturn_static_auth_secrets": ring.accepted, "signaling_secrets_json": keyring.to_json(ring)}
+def secret_vars(ring: Keyring, environment: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The secrets file of a run: every accepted TURN secret for coturn, the keyring and the service
+    environment (JWT secret) for signaling."""
+    out: dict[str, Any] = {"coturn_static_auth_secrets": ring.accepted, "signaling_secrets_json": keyring.to_json(ring)}
+    if environment:
+        out["signaling_environment"] = dict(environment)
+    return out
 
 
 @dataclass(frozen=True)

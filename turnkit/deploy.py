@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -226,7 +227,18 @@ class Fleet:
                 **self._node_state_vars(),
             },
         )
-        ansible.run_playbook(inventory, ansible.secret_vars(ring), extra_vars=self.extra_vars, playbook=self.playbook)
+        ansible.run_playbook(
+            inventory,
+            ansible.secret_vars(ring, self._service_environment()),
+            extra_vars=self.extra_vars,
+            playbook=self.playbook,
+        )
+
+    def _service_environment(self) -> dict[str, str]:
+        """The operator's HS256 JWT secret goes to the signaling host's root-only environment file."""
+        name = self.cfg.signaling.jwt.secret_env
+        value = os.environ.get(name)
+        return {name: value} if value and "HS256" in self.cfg.signaling.jwt.algorithms else {}
 
     def _node_state_vars(self) -> dict[str, Any]:
         """Cloud nodes live in the controller's state dir; the signaling host needs them too."""

@@ -23,6 +23,10 @@ NO_SYSTEMD = {f"{role}_manage_service": False for role in ("coturn", "nginx", "c
 COTURN_VERSION = "4.6.1"
 
 
+#: HS256 secret the signaling host's environment file must carry (never ansible's output).
+JWT_SECRET = "jwt-secret-for-the-chroot-test-0123456789"
+
+
 @dataclass
 class Target:
     """The chroot, the inputs the playbook ran with, and the first run's result."""
@@ -56,6 +60,7 @@ class Target:
             "coturn_static_auth_secrets": [self.secret],
             "coturn_key_pem": self.certs.key.read_text(),
             "signaling_secrets_json": self.keyring_json,
+            "signaling_environment": {"TURNKIT_JWT_SECRET": JWT_SECRET},
         }
 
     def run(self, secret_vars: dict[str, Any] | None = None) -> tuple[ansible.RunResult, str]:

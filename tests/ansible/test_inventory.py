@@ -98,6 +98,8 @@ def test_secret_variables_never_enter_the_inventory(tmp_path: Path) -> None:
         host.inventory_vars()
     with pytest.raises(TurnkitError, match=r"^secret variable `signaling_secrets_json` must not go in"):
         ansible.Inventory(signaling_vars={"signaling_secrets_json": "{}"}).to_dict()
+    with pytest.raises(TurnkitError, match=r"^secret variable `signaling_environment` must not go in"):
+        ansible.Inventory(signaling_vars={"signaling_environment": {"TURNKIT_JWT_SECRET": "x"}}).to_dict()
 
 
 def test_unknown_connection_is_named() -> None:
@@ -219,6 +221,9 @@ def test_region_inventory_and_secret_vars(tmp_path: Path) -> None:
     assert secrets["coturn_static_auth_secrets"] == ring.accepted
     assert len(secrets["coturn_static_auth_secrets"]) == 2
     assert keyring.from_json(secrets["signaling_secrets_json"], "test") == ring
+    assert "signaling_environment" not in secrets
+    with_env = ansible.secret_vars(ring, {"TURNKIT_JWT_SECRET": "s"})
+    assert with_env["signaling_environment"] == {"TURNKIT_JWT_SECRET": "s"}
 
 
 def test_a_hanging_run_is_killed_at_the_timeout(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import pytest
 from cryptography import x509
 
 from tests import daemons, turnclient
-from tests.ansible.conftest import COTURN_VERSION, Target
+from tests.ansible.conftest import COTURN_VERSION, JWT_SECRET, Target
 from tests.certs.pebble import pebble_running
 from turnkit import ansible, credentials, render, resources
 
@@ -84,8 +84,11 @@ def test_secrets_reach_the_target_but_not_the_output(target: Target) -> None:
     keyring = target.root / "etc/turnkit/turnkit.secrets.json"
     assert keyring.read_text() == target.keyring_json
     assert keyring.stat().st_mode & 0o777 == 0o600
+    env_file = target.root / "etc/turnkit/signaling.env"
+    assert env_file.read_text() == f"TURNKIT_JWT_SECRET={JWT_SECRET}\n"
+    assert env_file.stat().st_mode & 0o777 == 0o600
     key_line = target.certs.key.read_text().splitlines()[1]
-    for leaked in (target.secret, key_line, target.keyring_json.strip()):
+    for leaked in (target.secret, key_line, target.keyring_json.strip(), JWT_SECRET):
         assert leaked not in target.output
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import pytest
+
 from turnkit import config as config_mod
 from turnkit import keyring
 from turnkit.deploy import Fleet, rollout
@@ -25,7 +27,7 @@ RECORDER = """\
         create: true
         mode: "0600"
         insertafter: EOF
-        line: "turn {{ inventory_hostname }} {{ coturn_static_auth_secrets | length }} {{ coturn_static_auth_secrets | sort | join(',') | hash('sha1') }}"
+        line: "turn {{ inventory_hostname }} {{ coturn_static_auth_secrets | length }} {{ coturn_static_auth_secrets | sort(case_sensitive=true) | join(',') | hash('sha1') }}"
       no_log: true
 
 - name: Record which secret the signaling host issues with
@@ -89,13 +91,13 @@ NODE_STATE_RECORDER = """\
   tasks:
     - name: Write it
       ansible.builtin.copy:
-        content: "{{ {'dir': signaling_state_dir, 'nodes': signaling_node_state} | to_json }}"
+        content: "{{ {'dir': signaling_state_dir, 'nodes': signaling_node_state, 'env': signaling_environment | default({})} | to_json }}"
         dest: "{{ record_file }}"
         mode: "0600"
 """
 
 
-def test_cloud_region_nodes_reach_the_signaling_host(tmp_path: Path) -> None:
+def test_cloud_region_nodes_reach_the_signaling_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
     from turnkit.fsutil import atomic_write
@@ -112,7 +114,9 @@ def test_cloud_region_nodes_reach_the_signaling_host(tmp_path: Path) -> None:
         cfg, "eu", region_nodes(cfg, "eu"), connection="chroot", addresses={"turn-1": "/"},
         playbook=playbook, extra_vars={"record_file": str(record)},
     )  # fmt: skip
+    monkeypatch.setenv("TURNKIT_JWT_SECRET", "operator-jwt-secret")
     fleet.push_signaling(print)
     handed = json.loads(record.read_text())
+    assert handed["env"] == {"TURNKIT_JWT_SECRET": "operator-jwt-secret"}  # via the 0600 secrets file
     assert handed["dir"] == "/etc/turnkit/.turnkit"
     assert handed["nodes"] == {"eu": [nodes[0].to_dict()]}
