@@ -8,10 +8,7 @@ the signaling service issues with it, and finally the signaling service is updat
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +16,7 @@ from typing import Any
 
 import jwt
 
-from turnkit import clock, credentials, health, keyring, localstack, render, resources
+from turnkit import clock, health, keyring, localstack, render, resources
 from turnkit.config import Config
 from turnkit.coturn import target_version
 from turnkit.errors import TurnkitError
@@ -28,7 +25,6 @@ from turnkit.provision import Action, provider_for
 
 Progress = Callable[[str], None]
 DEV_TOKEN_TTL = 12 * 3600
-PROBE_TTL = 600
 
 
 class DeployError(TurnkitError):
@@ -105,14 +101,8 @@ def rollout(
 def probe(cfg: Config, nodes: Sequence[Node], ca_file: str | None, progress: Progress) -> list[NodeResult]:
     """Run the probe checks against every node and publish health, as `turnkit probe --region` does."""
     from turnkit.probe import checks, record, report, runner, targets
-    from turnkit.probe.result import Credential, Endpoint
 
-    secret = keyring.load(cfg.secrets_path).primary.value
-
-    def credential_for(endpoint: Endpoint, check: str) -> Credential:
-        cred = credentials.issue(f"turnkit-probe-{check}-{endpoint.transport.value}", secret, clock.now(), PROBE_TTL)
-        return Credential(cred.username, cred.password, secret)
-
+    credential_for = checks.minting(keyring.load(cfg.secrets_path).primary.value, clock.now)
     started = clock.now()
     endpoints = targets.node_endpoints(cfg, list(nodes))
     results = asyncio.run(runner.run(endpoints, credential_for, checks.Options(ca_file=ca_file)))
@@ -140,16 +130,6 @@ def dev_token(cfg: Config, secret: str, now: int) -> str:
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def fetch_ice_servers(base: str, token: str, timeout: float = 10.0) -> Any:
-    """GET /api/ice-servers from the running signaling service."""
-    req = urllib.request.Request(f"{base}/api/ice-servers", headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return json.loads(resp.read())
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise DeployError(f"signaling: GET {base}/api/ice-servers failed: {getattr(exc, 'reason', exc)}") from None
-
-
 def _deploy_local(cfg: Config, region: str, report: Report, progress: Progress) -> None:
     progress("==> start local services")
 
@@ -160,12 +140,17 @@ def _deploy_local(cfg: Config, region: str, report: Report, progress: Progress) 
     nodes = region_nodes(cfg, region)
     lay = localstack.layout(cfg, region)
     progress("==> probe")
-    report.nodes = probe(cfg, nodes, str(lay.certs / "ca.pem"), progress)
+    report.nodes = probe(cfg, nodes, str(localstack.ca_file(cfg, region)), progress)
     token = dev_token(cfg, localstack.jwt_secret(cfg, lay), clock.now())
     host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(cfg.signaling.host, cfg.signaling.host)  # a wildcard bind
     base = f"http://{host}:{cfg.signaling.port}"
     report.demo_url = f"{base}/?token={token}"
-    report.ice_servers = fetch_ice_servers(base, token)
+    from turnkit.probe import signaling
+
+    try:
+        report.ice_servers = signaling.get_ice_servers(base, token)
+    except signaling.SignalingError as exc:
+        raise DeployError(str(exc)) from None  # the stack is up but not serving: a deploy failure (exit 3)
 
 
 # -- cloud and static regions ---------------------------------------------------------------

@@ -15,7 +15,6 @@ from turnkit.cli import output
 from turnkit.cli.common import CONFIG_OPTION, JSON_OPTION, load_config
 from turnkit.config import Config
 from turnkit.errors import ExitCode, InputError
-from turnkit.nodes import region_nodes
 from turnkit.provision import Action, changes, provider_for
 from turnkit.provision.base import read_nodes
 
@@ -100,7 +99,7 @@ def _status_rows(cfg: Config, regions: list[str]) -> list[dict[str, Any]]:
     rows = []
     for name in regions:
         kind = cfg.region(name).provider
-        nodes = region_nodes(cfg, name) if kind == "local" else read_nodes(cfg, name)
+        nodes = read_nodes(cfg, name)
         procs = localstack.status(cfg, name) if kind == "local" else {}
         for n in nodes:
             h = known.get(health.key(n))

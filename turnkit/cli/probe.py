@@ -15,17 +15,15 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
-from turnkit import clock, credentials, keyring, nodes
+from turnkit import clock, keyring, nodes
 from turnkit.cli import output
 from turnkit.cli.common import CONFIG_OPTION, JSON_OPTION, load_config
 from turnkit.config import Config
 from turnkit.errors import ConfigError, ExitCode, InputError, WriteError
 from turnkit.fsutil import atomic_write
 from turnkit.probe import history, record, report, runner, signaling, targets
-from turnkit.probe.checks import CHECKS, FORBIDDEN_PEERS, NEEDS_CREDENTIAL, CredentialSource, Options
+from turnkit.probe.checks import CHECKS, FORBIDDEN_PEERS, NEEDS_CREDENTIAL, CredentialSource, Options, minting
 from turnkit.probe.result import CheckResult, Credential, Endpoint
-
-CREDENTIAL_TTL = 600
 
 
 class _ProbeGroup(TyperGroup):
@@ -198,12 +196,10 @@ def run(
     needs_secret = not via_signaling and any(c in NEEDS_CREDENTIAL for _, c in runner.plan(eps, checks))
     secret = _secret(cfg) if needs_secret else None
 
-    def credential_for(ep: Endpoint, check_name: str) -> Credential | None:
-        if secret is None:
-            return creds.get(ep.url)
-        user = f"turnkit-probe-{check_name}-{ep.transport.value}"
-        minted = credentials.issue(user, secret, clock.now(), CREDENTIAL_TTL)
-        return Credential(minted.username, minted.password, secret)
+    def from_signaling(ep: Endpoint, check_name: str) -> Credential | None:
+        return creds.get(ep.url)
+
+    credential_for = from_signaling if secret is None else minting(secret, clock.now)
 
     options = Options(
         timeout=timeout,

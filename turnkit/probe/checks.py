@@ -53,6 +53,20 @@ class Options:
 
 CredentialSource = Callable[[Endpoint, str], Credential | None]
 
+#: Lifetime of the credentials a probe mints for itself (RFC 8656 allocations outlive a run anyway).
+CREDENTIAL_TTL = 600
+
+
+def minting(secret: str, now: Callable[[], int]) -> CredentialSource:
+    """Mint a fresh TURN REST credential per check and transport from the primary secret."""
+
+    def source(endpoint: Endpoint, check: str) -> Credential:
+        user = f"turnkit-probe-{check}-{endpoint.transport.value}"
+        cred = credentials.issue(user, secret, now(), CREDENTIAL_TTL)
+        return Credential(cred.username, cred.password, secret)
+
+    return source
+
 
 @dataclass
 class Probe:

@@ -43,6 +43,11 @@ def _get(url: str, token: str, timeout: float) -> Any:
         raise SignalingError(f"signaling: GET {url}: answer is not JSON") from None
 
 
+def get_ice_servers(base: str, token: str, timeout: float = 10.0) -> Any:
+    """The parsed `{"iceServers": [...], "ttl": N, "expiresAt": T}` answer (blocking)."""
+    return _get(endpoint(base), token, timeout)
+
+
 async def fetch_ice_servers(base: str, token: str, timeout: float = 10.0) -> Any:
-    """The parsed `{"iceServers": [...], "ttl": N, "expiresAt": T}` answer."""
-    return await asyncio.to_thread(_get, endpoint(base), token, timeout)
+    """`get_ice_servers` off the event loop."""
+    return await asyncio.to_thread(get_ice_servers, base, token, timeout)
