@@ -7,6 +7,7 @@ of relative paths to file contents goes out. Context keys equal the Ansible role
 from __future__ import annotations
 
 import ipaddress
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,33 @@ CIPHER_LIST = (
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 )
+
+
+class UnsafeValueError(ValueError):
+    """A value would end a directive or a line in a rendered file (names the character, never the value)."""
+
+
+#: One token of an NGINX, coturn or certbot INI directive is printable ASCII (`!`..`~`) without
+#: these: they end a directive, open or close a block, start a comment, quote or expand.
+_CONF_FORBIDDEN = frozenset(';{}#"\'`$\\')
+
+
+def conf_value(value: object) -> str:
+    """Jinja filter `conf_value`: the value as text, refused if it could end a directive or a line."""
+    text = str(value)
+    bad = next((c for c in text if c in _CONF_FORBIDDEN or not "!" <= c <= "~"), None)
+    if bad is not None:
+        raise UnsafeValueError(f"a value contains {bad!r}, which could end a directive or a line")
+    return text
+
+
+def shell_quote(value: object) -> str:
+    """Jinja filter `quote` (the same as Ansible's): one POSIX shell word, whatever the value holds."""
+    return shlex.quote(str(value))
+
+
+#: Filters the templates use; the Ansible roles get the same through playbooks/filter_plugins.
+FILTERS: dict[str, Callable[[object], str]] = {"conf_value": conf_value, "quote": shell_quote}
 
 
 def peer_ranges(networks: Sequence[str] = DENIED_PEER_NETWORKS) -> list[str]:
@@ -95,6 +123,11 @@ def coturn_context(cfg: Config, node: Node, secrets: Sequence[str], coturn_versi
     }
 
 
+def host_port(host: str, port: int) -> str:
+    """`host:port`, with an IPv6 address in brackets (NGINX `server [::1]:8080`)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def signaling_ports(cfg: Config) -> list[int]:
     """Instance N listens on port + N - 1 (systemd `turnkit-signaling@PORT`)."""
     return [cfg.signaling.port + i for i in range(cfg.signaling.instances)]
@@ -122,7 +155,7 @@ def nginx_context(cfg: Config, nodes: Sequence[Node]) -> dict[str, Any]:
     return {
         "nginx_server_name": server_name,
         "nginx_server_names": [server_name],
-        "nginx_upstream_servers": [f"{cfg.signaling.host}:{p}" for p in signaling_ports(cfg)],
+        "nginx_upstream_servers": [host_port(cfg.signaling.host, p) for p in signaling_ports(cfg)],
         "nginx_http_port": 80,
         "nginx_https_listen": "127.0.0.1:8443" if shared else "443",
         "nginx_https_upstream": "127.0.0.1:8443",
@@ -209,7 +242,7 @@ class Rendered:
 
 
 def environment(template_dir: Path) -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(template_dir)),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -217,6 +250,8 @@ def environment(template_dir: Path) -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,
     )
+    env.filters.update(FILTERS)
+    return env
 
 
 def render_template(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
@@ -226,6 +261,8 @@ def render_template(env: jinja2.Environment, name: str, context: Mapping[str, An
         raise RenderError(f"template `{name}` not found in {env.loader.searchpath}") from None  # type: ignore[union-attr]
     except jinja2.UndefinedError as exc:
         raise RenderError(f"template `{name}`: {exc.message}") from None
+    except UnsafeValueError as exc:
+        raise RenderError(f"template `{name}`: {exc}") from None
 
 
 def render_node(
