@@ -50,7 +50,7 @@ class UnsafeValueError(ValueError):
 
 #: One token of an NGINX, coturn or certbot INI directive is printable ASCII (`!`..`~`) without
 #: these: they end a directive, open or close a block, start a comment, quote or expand.
-_CONF_FORBIDDEN = frozenset(';{}#"\'`$\\')
+_CONF_FORBIDDEN = frozenset(";{}#\"'`$\\")
 
 
 def conf_value(value: object) -> str:
