@@ -209,6 +209,6 @@ async def test_local_region_reaches_ipv6_loopback_but_no_other_special_range(tmp
         conf = server.conf.read_text().splitlines()
         assert "denied-peer-ip=::2-::3" in conf and "denied-peer-ip=::1" not in conf and "denied-peer-ip=::" not in conf
         result = await permission_errors(
-            server.port, cred.username, cred.password, 6, ["::1", "::2", "::127.0.0.1", "fe80::1"]
+            server.port, cred.username, cred.password, 6, ["::1", "::2", "::127.0.0.1", "::ffff:127.0.0.1", "fe80::1"]
         )
-    assert result == {"::1": None, "::2": 403, "::127.0.0.1": 403, "fe80::1": 403}
+    assert result == {"::1": None, "::2": 403, "::127.0.0.1": 403, "::ffff:127.0.0.1": 403, "fe80::1": 403}
