@@ -27,7 +27,7 @@ DEFAULT_COTURN_VERSION = "4.6.1"
 #: 169.254.169.254, cloud metadata). IPv6: every entry of IANA's IPv6 Special-Purpose Address
 #: Registry plus deprecated site-local and multicast, and every range that embeds an IPv4 address
 #: (IPv4-compatible, IPv4-mapped for CVE-2026-27624 on coturn < 4.9, NAT64, 6to4, Teredo in
-#: 2001::/23), since coturn 4.6.1 checks an IPv6 peer against IPv6 ranges only.
+#: 2001::/23): coturn 4.6.1 does not map them to IPv4 before checking (tests/test_coturn.py).
 DENIED_PEER_NETWORKS: tuple[str, ...] = (
     "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
     "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",
@@ -53,9 +53,10 @@ DENIED_PEER_NETWORKS: tuple[str, ...] = (
 #: Ranges a `local` region (allow_loopback_peers) cuts out of the deny list.
 LOOPBACK_NETWORKS = frozenset({"127.0.0.0/8", "::1/128"})
 
-#: coturn 4.6.1 reads an all-zero bound as open-ended: a lone `denied-peer-ip=::` denies every
-#: peer, and `::-::ffff:ffff` denies every IPv4 peer (tests/test_coturn.py). So `peer_ranges`
-#: starts IPv6 ranges at `::1` (as 32 CIDR blocks for ::/96); coturn refuses the peer `::` itself.
+# coturn 4.6.1 reads an all-zero bound as open-ended: a lone `denied-peer-ip=::` denies every
+# peer, and `::-::ffff:ffff` denies every IPv4 peer (tests/test_coturn.py). So `peer_ranges`
+# starts IPv6 ranges at `::1` (as 32 CIDR blocks for ::/96); coturn refuses the peer `::` itself.
+
 #: Mozilla "intermediate" TLS 1.2 suites (TLS 1.3 suites are always on in OpenSSL).
 CIPHER_LIST = (
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
