@@ -18,6 +18,7 @@ FIELDS: dict[str, str] = {
     "project.domain": "acme.example.test",
     "project.realm": "acme.example.test",
     "coturn.cert_dir": "/etc/turnkit/certs",
+    "coturn.version": "4.6.1",
     "signaling.host": "127.0.0.1",
     "signaling.server_name": "call.acme.example.test",
     "tls.acme_server": "https://acme.example.test/directory",
