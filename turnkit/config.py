@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from turnkit.errors import ConfigError
+from turnkit.types import AbsolutePath, DnsName, Email, HostAddress, HttpsUrl, IpAddress, IpNetwork
 
 DEFAULT_CONFIG_NAME = "turnkit.toml"
 
@@ -25,9 +26,10 @@ MIN_TTL = 60
 MAX_TTL = 48 * 3600
 
 _NAME = r"^[a-z][a-z0-9-]{0,31}$"
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
-)
+_CLOUD_REGION = r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$"
+_INSTANCE_TYPE = r"^[a-z0-9-]{1,32}\.[a-z0-9]{1,32}$"
+#: POSIX portable user name (it reaches ssh's argv and the Ansible inventory).
+_USER = r"^[a-z_][a-z0-9_-]{0,31}$"
 
 VERSION_PATTERN = r"^\d+\.\d+(\.\d+)?$"
 
@@ -39,27 +41,16 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _check_host(value: str) -> str:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        if not _HOSTNAME.match(value):
-            raise ValueError("must be a hostname or IP address") from None
-    return value
-
-
 class Project(_Model):
     """Who and where: names, credential lifetimes, where secrets and state live."""
 
     name: Annotated[str, Field(pattern=_NAME)] = "turnkit"
-    domain: str = "example.test"
-    realm: str | None = None
+    domain: DnsName = "example.test"
+    realm: DnsName | None = None
     ttl: Ttl = 3600
     max_ttl: Ttl = MAX_TTL
     secrets_file: str = "turnkit.secrets.json"
     state_dir: str = ".turnkit"
-
-    _host = field_validator("domain")(classmethod(lambda cls, v: _check_host(v)))
 
     @model_validator(mode="after")
     def _ttl_within_max(self) -> Project:
@@ -96,7 +87,7 @@ class Coturn(_Model):
     total_quota: Annotated[int, Field(ge=0)] = 1200
     stale_nonce: Annotated[int, Field(ge=0)] = 600
     tcp_relay: bool = False
-    cert_dir: str = "/etc/turnkit/certs"
+    cert_dir: AbsolutePath = "/etc/turnkit/certs"
     max_bps: Annotated[int, Field(ge=0)] = 0
 
 
@@ -115,10 +106,10 @@ class Jwt(_Model):
 class Signaling(_Model):
     """The bundled signaling service: where it listens and how it protects itself."""
 
-    host: str = "127.0.0.1"
+    host: HostAddress = "127.0.0.1"
     port: Port = 8080
     instances: Annotated[int, Field(ge=1, le=64)] = 2
-    server_name: str | None = None
+    server_name: DnsName | None = None
     room_capacity: Annotated[int, Field(ge=2, le=16)] = 2
     max_frame_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
     rate_limit: Annotated[float, Field(gt=0)] = 50.0
@@ -130,49 +121,38 @@ class Signaling(_Model):
     refresh_margin: Annotated[int, Field(ge=10)] = 300
     jwt: Jwt = Jwt()
 
-    _host = field_validator("host")(classmethod(lambda cls, v: _check_host(v)))
-
 
 class Tls(_Model):
     """Let's Encrypt (or any ACME CA) settings for certbot."""
 
-    acme_server: str = "https://acme-v02.api.letsencrypt.org/directory"
-    email: str | None = None
-    webroot: str = "/var/www/turnkit-acme"
-    live_dir: str = "/etc/letsencrypt/live"
+    acme_server: HttpsUrl = "https://acme-v02.api.letsencrypt.org/directory"
+    email: Email | None = None
+    webroot: AbsolutePath = "/var/www/turnkit-acme"
+    live_dir: AbsolutePath = "/etc/letsencrypt/live"
 
 
 class Host(_Model):
     """A node address: static hosts list them; cloud nodes get them from provisioning."""
 
     name: Annotated[str, Field(pattern=_NAME)] | None = None
-    address: str
-    public_ip: str | None = None
-    private_ip: str | None = None
-    hostname: str | None = None
-
-    _host = field_validator("address")(classmethod(lambda cls, v: _check_host(v)))
-
-    @field_validator("public_ip", "private_ip")
-    @classmethod
-    def _ip(cls, value: str | None) -> str | None:
-        if value is not None:
-            ipaddress.ip_address(value)
-        return value
+    address: HostAddress
+    public_ip: IpAddress | None = None
+    private_ip: IpAddress | None = None
+    hostname: DnsName | None = None
 
 
 class Region(_Model):
     """One region of TURN nodes and the provider that creates them."""
 
     provider: Literal["aws", "static", "local"]
-    cloud_region: str | None = None
+    cloud_region: Annotated[str, Field(pattern=_CLOUD_REGION)] | None = None
     nodes: Annotated[int, Field(ge=1, le=100)] = 1
-    instance_type: str = "t3.small"
+    instance_type: Annotated[str, Field(pattern=_INSTANCE_TYPE)] = "t3.small"
     hosts: list[Host] = []
-    ssh_cidr: str | None = None
-    ssh_user: str = "admin"
+    ssh_cidr: IpNetwork | None = None
+    ssh_user: Annotated[str, Field(pattern=_USER)] = "admin"
     ssh_public_key: str = "~/.ssh/id_ed25519.pub"
-    route53_zone: str | None = None
+    route53_zone: DnsName | None = None
     allow_loopback_peers: bool = False
 
     @field_validator("ssh_cidr")
@@ -258,9 +238,26 @@ _MESSAGES: dict[str, str] = {
 }
 
 
+#: Longest value repr an error line shows (a hostile value may be kilobytes of anything).
+SHOWN_MAX = 60
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+|\[key\]")
+
+
+def shown(value: Any) -> str:
+    """`repr(value)`, cut to SHOWN_MAX characters: one line whatever the value holds."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_MAX else f"{text[: SHOWN_MAX - 1]}…"
+
+
+def _key(part: Any) -> str:
+    """A TOML key as written, or its truncated repr when it holds anything but [A-Za-z0-9_-]."""
+    text = str(part)
+    return text if _PLAIN_KEY.fullmatch(text) else shown(text)
+
+
 def _describe(error: Any) -> str:
     """One pydantic error as `key.path: reason, got value`."""
-    parts = [str(part) for part in error["loc"] if part != "__root__"]
+    parts = [_key(part) for part in error["loc"] if part != "__root__"]
     is_key = parts[-1:] == ["[key]"]
     loc = ".".join(parts[:-1] if is_key else parts)
     kind = error["type"]
@@ -274,7 +271,7 @@ def _describe(error: Any) -> str:
             return f"{loc}: {reason}"
     if kind in ("missing", "extra_forbidden"):
         return f"{loc}: {reason}"
-    return f"{loc}: {reason}, got {error['input']!r}"
+    return f"{loc}: {reason}, got {shown(error['input'])}"
 
 
 def parse(data: dict[str, Any], path: Path = Path(DEFAULT_CONFIG_NAME)) -> Config:
