@@ -46,6 +46,7 @@ def limits_for(cfg: Config) -> Limits:
         rate=s.rate_limit,
         burst=s.rate_burst,
         refresh_margin=float(s.refresh_margin),
+        per_user=s.max_connections_per_user,
     )
 
 

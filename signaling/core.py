@@ -61,6 +61,7 @@ def load(cfg: Config, env: Mapping[str, str], limits: Limits, stats: Stats, loop
         return {
             "connections": ("Open WebSocket connections.", len(hub.peers)),
             "rooms": ("Rooms with members on this process.", len(hub.view.rooms)),
+            "ice_push_timers": ("Pending ICE server pushes (at most one per connection).", len(hub.pushes)),
         }
 
     return Core(keys, verifier, ice, backend, hub, Metrics(stats, gauges))

@@ -128,6 +128,7 @@ class Signaling(_Model):
     default_region: str | None = None
     health_file: str | None = None
     refresh_margin: Annotated[int, Field(ge=10)] = 300
+    max_connections_per_user: Annotated[int, Field(ge=1, le=10_000)] = 20
     jwt: Jwt = Jwt()
 
     _host = field_validator("host")(classmethod(lambda cls, v: _check_host(v)))

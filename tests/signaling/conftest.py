@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -222,3 +223,36 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = TIME
 
 def turnkit_command(*args: str) -> list[str]:
     return [str(Path(sys.executable).parent / "turnkit"), *args]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("TURNKIT_")}, **extra}
+
+
+@contextlib.contextmanager
+def serving(
+    cfg: config_mod.Config, log: Path, port: int | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`turnkit signaling serve` as a subprocess, healthy on a free port."""
+    port = port or free_port()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            turnkit_command("signaling", "serve", "--config", str(cfg.path), "--port", str(port)),
+            env=clean_env(TURNKIT_JWT_SECRET=JWT_SECRET),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_port(port, timeout=30)
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+@contextlib.asynccontextmanager
+async def client(port: int, sub: str) -> AsyncIterator[Client]:
+    async with connect(f"ws://127.0.0.1:{port}/ws?token={make_token(sub)}") as ws:
+        yield Client(ws)

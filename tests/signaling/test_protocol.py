@@ -20,7 +20,7 @@ from signaling.keysource import KeySource
 from signaling.metrics import Stats
 from signaling.protocol import CLIENT_TYPES, SERVER_TYPES, Code, FrameError
 from signaling.rooms import Joined, Left, RoomTable
-from signaling.schedule import TimerHeap, push_at
+from signaling.schedule import push_at
 from tests.signaling.conftest import write_config
 
 KNOWN_CODES = {c.value for c in Code}
@@ -107,13 +107,6 @@ def test_push_schedule() -> None:
     assert push_at(now=1000, expires_at=4600, margin=300) == 4300
     assert push_at(now=1000, expires_at=1060, margin=300) == 1001  # margin ≥ ttl: bounded below
     assert push_at(now=1000, expires_at=1060, margin=300, floor=5) == 1005
-    heap = TimerHeap()
-    for due, key in ((3.0, "c"), (1.0, "a"), (2.0, "b"), (1.0, "a2")):
-        heap.push(due, key)
-    assert heap.next_due() == 1.0
-    assert heap.pop_due(0.5) == []
-    assert heap.pop_due(2.0) == ["a", "a2", "b"]
-    assert len(heap) == 1 and heap.next_due() == 3.0
 
 
 class Sink:
