@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,53 @@ def test_parse_rejects_with_the_right_code(data: str | bytes, binary: bool, code
     assert (info.value.code, info.value.ref) == (code, ref)
     frame = json.loads(info.value.frame())
     assert frame["type"] == "error" and frame["code"] == code.value and frame.get("ref") == ref
+
+
+def strict_json(frame: str) -> Any:
+    """Parse as RFC 8259 JSON only: no NaN/Infinity, no overflowing numbers, UTF-8 encodable."""
+
+    def refuse(name: str) -> float:
+        raise ValueError(f"{name} is not JSON")
+
+    def finite(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(f"{text} overflows")
+        return value
+
+    frame.encode()  # a lone surrogate raises UnicodeEncodeError
+    return json.loads(frame, parse_constant=refuse, parse_float=finite)
+
+
+#: Frames Python's json module would take, but that are not JSON (RFC 8259 §6, §8.2).
+NOT_JSON: list[str | bytes] = [
+    '{"type": "ice-servers", "n": 1e999}',
+    '{"type": "ice-servers", "n": -1E+400}',
+    '{"type": "ice-servers", "n": NaN}',
+    '{"type": "ice-servers", "n": Infinity}',
+    '{"type": "ice-servers", "n": [-Infinity]}',
+    '{"type": "join-room", "room": "r", "x": "\\ud800"}',
+    '{"type": "offer", "to": "p", "sdp": {"type": "offer", "sdp": "v=0 \\uDC00"}}',
+    '{"type": "offer", "to": "p", "sdp": {"type": "offer", "sdp": "\\ude00\\ud83d"}}',
+    b'{"type": "ice-servers", "s": "\xed\xa0\x80"}',  # a surrogate encoded as if it were UTF-8 (CESU-8)
+    '{"type": "ice-servers", "s": "\ud800"}',  # a str holding a surrogate already
+]
+
+
+@pytest.mark.parametrize("data", NOT_JSON, ids=range(len(NOT_JSON)))
+def test_non_finite_numbers_and_lone_surrogates_are_bad_json(data: str | bytes) -> None:
+    with pytest.raises(FrameError) as info:
+        protocol.parse(data)
+    assert info.value.code is Code.BAD_JSON and info.value.ref is None
+
+
+def test_valid_escapes_and_numbers_still_parse() -> None:
+    text = (
+        '{"type": "offer", "to": "p", "sdp": {"type": "offer", "sdp": "\\ud83d\\ude00 \\u00e9 \\\\ud800", "n": 1e308}}'
+    )
+    kind, msg = protocol.parse(text.encode())
+    assert kind == "offer" and msg["sdp"]["sdp"] == "\U0001f600 \u00e9 \\ud800" and msg["sdp"]["n"] == 1e308
+    assert strict_json(protocol.relay("offer", "q", msg))["sdp"] == msg["sdp"]
 
 
 def test_server_frames() -> None:
@@ -138,7 +186,7 @@ def hub(tmp_path: Path) -> Iterator[Hub]:
 
 
 def check_frame(frame: str) -> dict[str, Any]:
-    msg = json.loads(frame)
+    msg = strict_json(frame)
     assert isinstance(msg, dict) and msg["type"] in SERVER_TYPES
     if msg["type"] == "error":
         assert msg["code"] in KNOWN_CODES and isinstance(msg["message"], str)
@@ -146,7 +194,12 @@ def check_frame(frame: str) -> dict[str, Any]:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=20)
+    | st.text(st.characters(min_codepoint=0xD7F0, max_codepoint=0xE010), max_size=4),  # lone surrogates
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
