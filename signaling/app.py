@@ -23,6 +23,7 @@ from typing import cast
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
+from signaling import origins
 from signaling.connection import Connection
 from signaling.core import Core, load
 from signaling.hub import Hub, Limits
@@ -97,6 +98,7 @@ class SignalingServer:
             await core.backend.stop()
             raise DaemonError(f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from None
         self.port = self.server.sockets[0].getsockname()[1]
+        routes.origins = origins.allowed(self.cfg, self.host, self.port)
         if self.ping_interval is not None:
             self.pinger = asyncio.create_task(self._keepalive(self.ping_interval))
         log.info(

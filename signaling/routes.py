@@ -1,7 +1,7 @@
 """HTTP routes and the gate every WebSocket upgrade passes (websockets' `process_request`/`process_response`).
 
-`/ws` is checked (connection limit, token, region) and either refused with a JSON answer or let through to
-the handshake; every other path is answered here and the connection closes.
+`/ws` is checked (connection limit, `Origin`, token, region) and either refused with a JSON answer or let
+through to the handshake; every other path is answered here and the connection closes.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
-from signaling import auth
+from signaling import auth, origins
 from signaling.auth import AuthError, Identity
 from signaling.connection import Connection
 from signaling.core import Core
@@ -41,6 +41,8 @@ class Routes:
         self.stats = stats
         self.static = static
         self.max_connections = max_connections
+        #: Normalised origins allowed to upgrade; set by the server once it knows its port.
+        self.origins: frozenset[str] = frozenset()
         self._limit_logged = 0.0
         self.table: dict[str, Route] = {
             "/healthz": self._healthz,
@@ -91,6 +93,10 @@ class Routes:
                     self.max_connections + FD_RESERVE,
                 )
             return json_response(503, {"error": "server at connection limit"})
+        sent = request.headers.get_all("Origin")
+        if sent and (len(sent) > 1 or origins.normalise(sent[0]) not in self.origins):
+            self.stats.refused["origin"] += 1
+            return json_response(403, {"error": "origin not allowed"})
         return self._authenticate(request, query)
 
     def _authenticate(self, request: Request, query: Query) -> tuple[Identity, str | None] | Response:

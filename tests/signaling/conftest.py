@@ -45,15 +45,19 @@ def toml_text(tables: Mapping[str, Mapping[str, object]]) -> str:
     )
 
 
-def write_config(tmp: Path, **tables: Mapping[str, object]) -> config_mod.Config:
-    """turnkit.toml in `tmp` with a `local` region and a fresh keyring; `tables` override/extend it."""
+def write_config(tmp: Path, **tables: Mapping[str, object] | None) -> config_mod.Config:
+    """turnkit.toml in `tmp` with a `local` region and a fresh keyring; `tables` override/extend it
+    (None removes a table, e.g. `regions__local=None`)."""
     base: dict[str, dict[str, object]] = {
         "project": {"domain": "turn.example.test"},
         "signaling": {"host": "127.0.0.1"},
         "regions.local": {"provider": "local", "allow_loopback_peers": True},
     }
     for name, values in tables.items():
-        base.setdefault(name.replace("__", "."), {}).update(values)
+        if values is None:
+            base.pop(name.replace("__", "."), None)
+        else:
+            base.setdefault(name.replace("__", "."), {}).update(values)
     path = tmp / "turnkit.toml"
     path.write_text(toml_text(base))
     cfg = config_mod.load(path)
@@ -190,9 +194,9 @@ def start_server(tmp_path: Path) -> StartServer:
         env: Mapping[str, str] | None = None,
         workdir: Path | None = None,
         server_kw: Mapping[str, Any] | None = None,
-        **tables: Mapping[str, object],
+        **tables: Mapping[str, object] | None,
     ) -> AsyncIterator[Running]:
-        sig = dict(tables.pop("signaling", {}))
+        sig = dict(tables.pop("signaling", None) or {})
         if redis_url:
             sig["redis_url"] = redis_url
         directory = workdir or tmp_path / f"srv-{free_port()}"

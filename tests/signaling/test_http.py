@@ -17,9 +17,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.signaling.conftest import JWT_SECRET, RedisProc, StartServer, make_token
+from tests.signaling.conftest import JWT_SECRET, RedisProc, StartServer, make_token, write_config
 from turnkit import credentials, health, keyring
 from turnkit.credentials import Verdict
+from turnkit.errors import ConfigError
 
 pytestmark = pytest.mark.asyncio
 
@@ -268,3 +269,69 @@ async def test_static_files_and_demo_page(start_server: StartServer, tmp_path: P
             status, body = await raw_get(srv.port, f"/static/{bad}")
             assert (status, json.loads(body)) == (404, {"error": "not found"}), bad
         assert (await get(f"{srv.http}/nope")).status_code == 404
+
+
+async def upgrade_status(url: str, origin: str | None) -> int:
+    """101 when the upgrade with this `Origin` (None: no header) is accepted, else the refusal status."""
+    headers = {"Origin": origin} if origin is not None else None
+    try:
+        async with connect(url, additional_headers=headers, origin=None) as ws:
+            await ws.send('{"type": "ice-servers"}')
+            assert json.loads(await ws.recv())["type"] == "ice-servers"
+            return 101
+    except InvalidStatus as exc:
+        assert exc.response.headers["Content-Type"] == "application/json"
+        assert json.loads(exc.response.body) == {"error": "origin not allowed"}
+        return exc.response.status_code
+
+
+async def test_origin_check_with_a_local_region(start_server: StartServer) -> None:
+    """Defaults: https://<server_name>, plus the local region's own loopback pages; nothing else."""
+    async with start_server(signaling={"server_name": "call.example.test"}) as srv:
+        url, port = srv.ws_url(make_token()), srv.port
+        cases = {
+            None: 101,  # non-browser client: bearer token, no Origin
+            "https://call.example.test": 101,
+            "HTTPS://Call.Example.Test:443": 101,
+            f"http://127.0.0.1:{port}": 101,
+            f"http://localhost:{port}": 101,
+            f"http://[::1]:{port}": 101,
+            "https://evil.example": 403,
+            "null": 403,
+            "http://call.example.test": 403,
+            "https://call.example.test.evil.example": 403,
+            "https://call.example.test:8443": 403,
+            f"http://127.0.0.1:{port + 1}": 403,
+            f"https://127.0.0.1:{port}": 403,
+            "": 403,
+        }
+        for origin, status in cases.items():
+            assert await upgrade_status(url, origin) == status, origin
+        async with httpx.AsyncClient(timeout=15) as client:
+            two = [("Origin", "https://call.example.test"), ("Origin", "https://evil.example")]
+            r = await client.get(f"{srv.http}/metrics", headers=two)  # only the upgrade checks Origin
+            assert r.status_code == 200
+        assert srv.server.stats.refused["origin"] == sum(1 for s in cases.values() if s == 403)
+
+
+async def test_origin_check_for_a_deployed_region_and_explicit_list(start_server: StartServer) -> None:
+    hosts = [{"address": "turn-a.example.test"}]
+    deployed = {"regions__local": None, "regions__eu": {"provider": "static", "hosts": hosts}}
+    async with start_server(**deployed) as srv:  # server_name defaults to the project domain
+        url = srv.ws_url(make_token())
+        assert await upgrade_status(url, "https://turn.example.test") == 101
+        assert await upgrade_status(url, f"http://127.0.0.1:{srv.port}") == 403
+        assert await upgrade_status(url, None) == 101
+    listed = {"allowed_origins": ["https://app.example.test", "http://dev.example.test:8000"]}
+    async with start_server(signaling=listed, **deployed) as srv:
+        url = srv.ws_url(make_token())
+        assert await upgrade_status(url, "https://app.example.test") == 101
+        assert await upgrade_status(url, "http://dev.example.test:8000") == 101
+        assert await upgrade_status(url, "https://turn.example.test") == 403
+        assert await upgrade_status(url, "https://evil.example") == 403
+
+
+@pytest.mark.parametrize("value", ["https://x.test/", "ftp://x.test", "https://x.test/path", "null", "x.test"])
+async def test_allowed_origins_must_be_origins(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="allowed_origins"):
+        write_config(tmp_path, signaling={"allowed_origins": [value]})
