@@ -20,10 +20,12 @@ from signaling.auth import AuthError, Identity
 from signaling.connection import Connection
 from signaling.core import Core
 from signaling.ice import UnknownRegion
+from signaling.lograte import RateLimitedLog
 from signaling.metrics import Stats
 from signaling.responses import Query, StaticFiles, first, json_response, not_found, response
 
 log = logging.getLogger(__name__)
+warn = RateLimitedLog(log)
 
 #: File descriptors kept free for listeners, Redis, logs and static files.
 FD_RESERVE = 64
@@ -118,7 +120,12 @@ class Routes:
         return json_response(200, {"status": "ok"})
 
     async def _readyz(self, request: Request, query: Query) -> Response:
-        reason = self.core.keys.ready() or await self.core.backend.ready()
+        """Unauthenticated: ready or not, with a generic reason; details go to the log only."""
+        try:
+            reason = self.core.keys.ready() or await self.core.backend.ready()
+        except Exception as exc:
+            warn.warning("readyz", "readiness check failed: %s", type(exc).__name__)
+            reason = "readiness check failed"
         if reason is not None:
             return json_response(503, {"status": "not ready", "reason": reason})
         return json_response(200, {"status": "ready"})

@@ -335,3 +335,49 @@ async def test_origin_check_for_a_deployed_region_and_explicit_list(start_server
 async def test_allowed_origins_must_be_origins(tmp_path: Path, value: str) -> None:
     with pytest.raises(ConfigError, match="allowed_origins"):
         write_config(tmp_path, signaling={"allowed_origins": [value]})
+
+
+def replace_file(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Swap in new content as `turnkit secret` does (a new inode, so the server notices)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    tmp.chmod(mode)
+    tmp.replace(path)
+
+
+MALFORMED_KEYRINGS: dict[str, tuple[bytes, int]] = {
+    "not UTF-8": (b'{"secrets": "\xff\xfe"}', 0o600),
+    "nested too deep": (b"[" * 100_000, 0o600),
+    "two truthy primaries": (
+        b'{"secrets": [{"id": "a", "value": "x", "created_at": 1, "primary": "yes"},'
+        b' {"id": "b", "value": "y", "created_at": 1, "primary": "yes"}]}',
+        0o600,
+    ),
+    "primary not a string": (b'{"secrets": [{"id": "a", "value": 5, "created_at": 1, "primary": true}]}', 0o600),
+    "not JSON": (b"secrets = 1", 0o600),
+    "readable by others": (b"{}", 0o644),
+}
+
+
+async def test_readyz_is_generic_and_survives_a_malformed_keyring(start_server: StartServer, tmp_path: Path) -> None:
+    secrets_file = tmp_path / "private" / "ring.json"
+    secrets_file.parent.mkdir()
+    keyring.save(secrets_file, keyring.init(int(time.time())))
+    good = secrets_file.read_bytes()
+    async with start_server(env={"TURNKIT_SECRETS_FILE": str(secrets_file)}) as srv:
+        auth = {"Authorization": f"Bearer {make_token('erin')}"}
+        assert (await get(f"{srv.http}/readyz")).json() == {"status": "ready"}
+        for name, (data, mode) in MALFORMED_KEYRINGS.items():
+            replace_file(secrets_file, data, mode)
+            r = await get(f"{srv.http}/readyz")
+            assert (r.status_code, r.json()) == (503, {"status": "not ready", "reason": "secret keyring unusable"}), (
+                name
+            )
+            # the last good keyring keeps issuing
+            assert (await get(f"{srv.http}/api/turn", headers=auth)).status_code == 200, name
+        secrets_file.unlink()
+        r = await get(f"{srv.http}/readyz")
+        assert (r.status_code, r.json()) == (503, {"status": "not ready", "reason": "no secret keyring"})
+        assert str(tmp_path) not in r.text
+        replace_file(secrets_file, good)
+        assert (await get(f"{srv.http}/readyz")).json() == {"status": "ready"}
