@@ -381,3 +381,25 @@ async def test_readyz_is_generic_and_survives_a_malformed_keyring(start_server: 
         assert str(tmp_path) not in r.text
         replace_file(secrets_file, good)
         assert (await get(f"{srv.http}/readyz")).json() == {"status": "ready"}
+
+
+@pytest.mark.parametrize(("leeway", "accepted"), [(None, {-10, 10}), (0, set()), (120, {-10, 10, -60, 60})])
+async def test_jwt_leeway_is_a_setting(start_server: StartServer, leeway: int | None, accepted: set[int]) -> None:
+    """`signaling.jwt.leeway` (default 30 s): how far past `exp` / before `nbf` a token still counts."""
+    settings = {"jwt": {"leeway": leeway}} if leeway is not None else {}
+    async with start_server(signaling=settings) as srv:
+        now = int(time.time())
+        for skew in (-10, 10, -60, 60):
+            # negative: expired `skew` seconds ago; positive: valid only `skew` seconds from now
+            claims = {"exp": now + skew} if skew < 0 else {"exp": now + 600, "nbf": now + skew}
+            token = jwt.encode({"sub": "lee", **claims}, JWT_SECRET, algorithm="HS256")
+            r = await get(f"{srv.http}/api/ice-servers", headers={"Authorization": f"Bearer {token}"})
+            expected = (
+                (200, None) if skew in accepted else (401, "token expired" if skew < 0 else "token not yet valid")
+            )
+            assert (r.status_code, r.json().get("error")) == expected, skew
+
+
+async def test_jwt_leeway_is_bounded(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="leeway"):
+        write_config(tmp_path, signaling={"jwt": {"leeway": 301}})
