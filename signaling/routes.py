@@ -59,7 +59,10 @@ class Routes:
 
     async def process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         assert isinstance(conn, Connection)
-        url = urlsplit(request.path)
+        try:
+            url = urlsplit(request.path)
+        except ValueError:  # e.g. `//[x/`: an authority that is not one
+            return json_response(400, {"error": "bad request target"})
         query = parse_qs(url.query)
         if url.path == "/ws":
             outcome = self._admit(request, query)
@@ -103,7 +106,7 @@ class Routes:
 
     def _authenticate(self, request: Request, query: Query) -> tuple[Identity, str | None] | Response:
         try:
-            ident = self.core.verifier.verify(auth.bearer(request.headers, query))
+            ident = self.core.verifier.verify(auth.bearer(request.headers.get_all("Authorization"), query))
         except AuthError as exc:
             self.stats.refused["auth"] += 1
             return json_response(401, {"error": str(exc)}, {"WWW-Authenticate": 'Bearer realm="turnkit"'})

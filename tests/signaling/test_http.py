@@ -403,3 +403,20 @@ async def test_jwt_leeway_is_a_setting(start_server: StartServer, leeway: int | 
 async def test_jwt_leeway_is_bounded(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="leeway"):
         write_config(tmp_path, signaling={"jwt": {"leeway": 301}})
+
+
+async def test_odd_requests_are_answered_never_logged_as_tracebacks(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with start_server() as srv:
+        status, body = await raw_get(srv.port, "//[x/")
+        assert (status, json.loads(body)) == (400, {"error": "bad request target"})
+        two = [("Authorization", f"Bearer {make_token()}"), ("Authorization", "Bearer other")]
+        async with httpx.AsyncClient(timeout=15) as client:
+            r = await client.get(f"{srv.http}/api/ice-servers", headers=two)
+        assert (r.status_code, r.json()) == (401, {"error": "more than one Authorization header"})
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(srv.ws_url(), additional_headers=two):
+                pass
+        assert info.value.response.status_code == 401
+    assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
