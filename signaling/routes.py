@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs, urlsplit
 
@@ -29,8 +28,6 @@ warn = RateLimitedLog(log)
 
 #: File descriptors kept free for listeners, Redis, logs and static files.
 FD_RESERVE = 64
-#: At most one "connection limit reached" warning per this many seconds.
-LIMIT_LOG_INTERVAL = 10.0
 
 Route = Callable[[Request, Query], Awaitable[Response]]
 
@@ -45,7 +42,6 @@ class Routes:
         self.max_connections = max_connections
         #: Normalised origins allowed to upgrade; set by the server once it knows its port.
         self.origins: frozenset[str] = frozenset()
-        self._limit_logged = 0.0
         self.table: dict[str, Route] = {
             "/healthz": self._healthz,
             "/readyz": self._readyz,
@@ -89,14 +85,12 @@ class Routes:
         peers = len(self.core.hub.peers)
         if peers >= self.max_connections:
             self.stats.refused["capacity"] += 1
-            now = time.monotonic()
-            if now - self._limit_logged > LIMIT_LOG_INTERVAL:
-                self._limit_logged = now
-                log.warning(
-                    "connection limit reached: %d open, RLIMIT_NOFILE allows %d; refusing new ones with 503",
-                    peers,
-                    self.max_connections + FD_RESERVE,
-                )
+            warn.warning(
+                "capacity",
+                "connection limit reached: %d open, RLIMIT_NOFILE allows %d; refusing new ones with 503",
+                peers,
+                self.max_connections + FD_RESERVE,
+            )
             return json_response(503, {"error": "server at connection limit"})
         sent = request.headers.get_all("Origin")
         if sent and (len(sent) > 1 or origins.normalise(sent[0]) not in self.origins):
