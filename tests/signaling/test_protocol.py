@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -238,8 +239,12 @@ steps = st.lists(st.tuples(st.sampled_from(["A", "B", "C"]), frames, st.booleans
 BASELINE = {"A": "r1", "B": "r1", "C": "r2"}
 
 
+#: Per hub, the fuzzer's three peers (made once per hub, reused across examples).
+_SINKS: weakref.WeakKeyDictionary[Hub, dict[str, tuple[Peer, Sink]]] = weakref.WeakKeyDictionary()
+
+
 def _peers(hub: Hub) -> dict[str, tuple[Peer, Sink]]:
-    sinks: dict[str, tuple[Peer, Sink]] | None = getattr(hub, "_sinks", None)
+    sinks = _SINKS.get(hub)
     if sinks is None:
         sinks = {}
         for name in BASELINE:
@@ -248,7 +253,7 @@ def _peers(hub: Hub) -> dict[str, tuple[Peer, Sink]]:
             hub.peers[name] = hub.peers.pop(peer.id)  # readable ids so the fuzzer can address them
             peer.id = name
             sinks[name] = (peer, sink)
-        hub._sinks = sinks  # type: ignore[attr-defined]
+        _SINKS[hub] = sinks
     return sinks
 
 
