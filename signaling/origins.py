@@ -44,6 +44,8 @@ def _origin(scheme: str, host: str, port: int) -> str:
 
 
 def _has_local_region(cfg: Config) -> bool:
+    """Whether some region's services run on this machine (the only provider-kind question asked here;
+    with the provider registry of issue 9 it reads `provider_class(region.provider).runs_here`)."""
     return any(region.provider == "local" for region in cfg.regions.values())
 
 
