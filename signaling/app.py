@@ -24,6 +24,7 @@ from typing import cast
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from signaling import origins
+from signaling.backends import Backend
 from signaling.connection import Connection
 from signaling.core import Core, load
 from signaling.hub import Hub, Limits
@@ -82,6 +83,11 @@ class SignalingServer:
     def hub(self) -> Hub:
         assert self.core is not None, "server not started"
         return self.core.hub
+
+    @property
+    def backend(self) -> Backend:
+        assert self.core is not None, "server not started"
+        return self.core.backend
 
     # Lifecycle
 
