@@ -56,6 +56,10 @@ BACKOFF_MAX = 2.0
 CONNECT_TIMEOUT = 5.0
 SOCKET_TIMEOUT = 5.0
 STOP_STEP = 2.0
+#: Frames for a process that is not subscribed (resubscribing after an outage, or dead) wait this long,
+#: retried every HOLD_RETRY, in order, before they are dropped.
+HOLD = 5.0
+HOLD_RETRY = 0.1
 #: How long a pub/sub read blocks; also how fast the session notices a failure another task saw.
 LISTEN_POLL = 0.25
 
@@ -130,6 +134,9 @@ class RedisBackend:
         self.members: dict[str, str] = {}  # local peer → room, as Redis confirmed it
         self.dropped = 0
         self._outbox: dict[str, list[str]] = {}
+        self._held: dict[str, collections.deque[Publish]] = {}
+        self._hold_until: dict[str, float] = {}
+        self._retry_at = 0.0
         self._flush_scheduled = False
         self._queued_frames = 0
         self._wake = asyncio.Event()
@@ -211,21 +218,31 @@ class RedisBackend:
         while not self._stopping:
             if not self.ops:
                 self._wake.clear()
-                await self._wake.wait()
-                continue
+                if not self._held:
+                    await self._wake.wait()
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), HOLD_RETRY)
             if not self._up.is_set():
                 await self._up.wait()
                 continue
-            op = self.ops[0]
             try:
-                await self._runners[type(op)](op)
+                if self._held and asyncio.get_running_loop().time() >= self._retry_at:
+                    await self._retry_held()
+                if not self.ops:
+                    continue
+                op = self.ops[0]
+                try:
+                    await self._runners[type(op)](op)
+                except RedisError as exc:
+                    if isinstance(exc, LINK_ERRORS):
+                        raise
+                    log.error("redis refused %s: %s", type(op).__name__, exc)
+                    self.ops.popleft()
+                    if isinstance(op, Join) and self.events is not None:
+                        self.events.failed(op.peer, "signaling backend unavailable")
             except LINK_ERRORS as exc:
                 self._lost(exc)  # a membership change stays queued and runs again after the reconnect
-            except RedisError as exc:
-                log.error("redis refused %s: %s", type(op).__name__, exc)
-                self.ops.popleft()
-                if isinstance(op, Join) and self.events is not None:
-                    self.events.failed(op.peer, "signaling backend unavailable")
 
     async def _run_join(self, op: Op) -> None:
         assert isinstance(op, Join) and self.events is not None
@@ -244,20 +261,63 @@ class RedisBackend:
 
     async def _run_publish(self, op: Op) -> None:
         """Pipeline the queued publishes; if the link fails mid-way they are dropped (at most once)."""
-        pipe = self.redis.pipeline(transaction=False)
-        frames = 0
-        while self.ops and isinstance(self.ops[0], Publish) and len(pipe) < PIPELINE:
+        batch: list[Publish] = []
+        while self.ops and isinstance(self.ops[0], Publish) and len(batch) < PIPELINE:
             pub = self.ops.popleft()
             assert isinstance(pub, Publish)
+            held = self._held.get(pub.channel)
+            if held is not None:
+                held.append(pub)  # behind the frames already waiting for that process
+            else:
+                batch.append(pub)
+        if batch:
+            await self._publish(batch)
+
+    async def _publish(self, batch: list[Publish]) -> None:
+        """Send `batch`; hold the frames no process received (their process is resubscribing, or dead)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for pub in batch:
             pipe.publish(pub.channel, pub.message)
-            frames += pub.frames
-        self._queued_frames -= frames
         try:
-            await pipe.execute()
+            receivers = await pipe.execute()
         except LINK_ERRORS:
-            self.dropped += frames
-            log.warning("redis connection lost while publishing: %d relayed frames dropped", frames)
+            self._drop(sum(pub.frames for pub in batch), "the redis connection was lost while publishing")
             raise
+        now = asyncio.get_running_loop().time()
+        for pub, n in zip(batch, receivers, strict=True):
+            if n:
+                self._queued_frames -= pub.frames
+                continue
+            if pub.channel not in self._held:
+                self._held[pub.channel] = collections.deque()
+                self._hold_until[pub.channel] = now + HOLD
+                if len(self._held) == 1:
+                    self._retry_at = now + HOLD_RETRY
+            self._held[pub.channel].append(pub)
+
+    async def _retry_held(self) -> None:
+        """Send each held channel's oldest frames again; release it once received, drop it past HOLD."""
+        now = asyncio.get_running_loop().time()
+        self._retry_at = now + HOLD_RETRY
+        for channel in list(self._held):
+            if now >= self._hold_until[channel]:
+                frames = sum(pub.frames for pub in self._held.pop(channel))
+                del self._hold_until[channel]
+                self._drop(frames, f"no process has subscribed to {channel} for {HOLD:.0f}s")
+                continue
+            first = self._held[channel][0]
+            if await self.redis.publish(first.channel, first.message):
+                held = self._held.pop(channel)
+                del self._hold_until[channel]
+                held.popleft()
+                self._queued_frames -= first.frames
+                for pub in reversed(held):
+                    self.ops.appendleft(pub)
+
+    def _drop(self, frames: int, why: str) -> None:
+        self._queued_frames -= frames
+        self.dropped += frames
+        log.warning("%d relayed frames dropped: %s", frames, why)
 
     # Events from Redis, and the connection that carries them
 
