@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -246,7 +247,7 @@ class RedisBackend:
 
     async def _run_join(self, op: Op) -> None:
         assert isinstance(op, Join) and self.events is not None
-        admitted = await self._join(args=[self.prefix, op.peer, self.proc, op.room, op.capacity])
+        admitted = await self._run(self._join, self.prefix, op.peer, self.proc, op.room, op.capacity)
         self.ops.popleft()
         if admitted:
             self.members[op.peer] = op.room
@@ -255,7 +256,7 @@ class RedisBackend:
 
     async def _run_leave(self, op: Op) -> None:
         assert isinstance(op, Leave)
-        await self._leave(args=[self.prefix, op.peer])
+        await self._run(self._leave, self.prefix, op.peer)
         self.ops.popleft()
         self.members.pop(op.peer, None)
 
@@ -281,19 +282,31 @@ class RedisBackend:
         try:
             receivers = await pipe.execute()
         except LINK_ERRORS:
-            self._drop(sum(pub.frames for pub in batch), "the redis connection was lost while publishing")
+            self._drop(batch, "the redis connection was lost while publishing")
             raise
-        now = asyncio.get_running_loop().time()
         for pub, n in zip(batch, receivers, strict=True):
             if n:
                 self._queued_frames -= pub.frames
-                continue
-            if pub.channel not in self._held:
-                self._held[pub.channel] = collections.deque()
-                self._hold_until[pub.channel] = now + HOLD
-                if len(self._held) == 1:
-                    self._retry_at = now + HOLD_RETRY
-            self._held[pub.channel].append(pub)
+            else:
+                self._hold(pub)
+
+    async def _run(self, script: AsyncScript, *args: str | int) -> int:
+        """Run a membership script; hold the events it could not deliver. Its result."""
+        result, *missed = await script(args=list(args))
+        for i in range(0, len(missed), 2):
+            self._hold(Publish(missed[i], missed[i + 1], 0))
+        return int(result)
+
+    def _hold(self, pub: Publish) -> None:
+        """Keep `pub` (no process received it) to send again, behind what is already held for its channel."""
+        held = self._held.get(pub.channel)
+        if held is None:
+            now = asyncio.get_running_loop().time()
+            held = self._held[pub.channel] = collections.deque()
+            self._hold_until[pub.channel] = now + HOLD
+            if len(self._held) == 1:
+                self._retry_at = now + HOLD_RETRY
+        held.append(pub)
 
     async def _retry_held(self) -> None:
         """Send each held channel's oldest frames again; release it once received, drop it past HOLD."""
@@ -301,9 +314,8 @@ class RedisBackend:
         self._retry_at = now + HOLD_RETRY
         for channel in list(self._held):
             if now >= self._hold_until[channel]:
-                frames = sum(pub.frames for pub in self._held.pop(channel))
                 del self._hold_until[channel]
-                self._drop(frames, f"no process has subscribed to {channel} for {HOLD:.0f}s")
+                self._drop(list(self._held.pop(channel)), f"no process subscribed to {channel} within {HOLD:.0f}s")
                 continue
             first = self._held[channel][0]
             if await self.redis.publish(first.channel, first.message):
@@ -314,10 +326,11 @@ class RedisBackend:
                 for pub in reversed(held):
                     self.ops.appendleft(pub)
 
-    def _drop(self, frames: int, why: str) -> None:
+    def _drop(self, pubs: list[Publish], why: str) -> None:
+        frames = sum(pub.frames for pub in pubs)
         self._queued_frames -= frames
         self.dropped += frames
-        log.warning("%d relayed frames dropped: %s", frames, why)
+        log.warning("%d messages (%d relayed frames) dropped: %s", len(pubs), frames, why)
 
     # Events from Redis, and the connection that carries them
 
@@ -421,7 +434,7 @@ class RedisBackend:
         args = [self.prefix, self.proc]
         for peer, room in self.members.items():
             args += (peer, room)
-        restored = await self._restore(args=args)
+        restored = await self._run(self._restore, *args)
         if restored:
             log.warning("re-added %d members Redis had lost", restored)
 
@@ -435,7 +448,7 @@ class RedisBackend:
                 await self._register()
                 # After our own outage, give the others one TTL to come back before reaping them.
                 if loop.time() - self._connected_at >= HEARTBEAT_TTL:
-                    reaped = await self._reap(args=[self.prefix])
+                    reaped = await self._run(self._reap, self.prefix)
                     if reaped:
                         log.warning("removed %d members of dead signaling processes", reaped)
             except LINK_ERRORS as exc:
@@ -481,7 +494,7 @@ class RedisBackend:
             if stuck:
                 log.warning("redis backend: %s did not stop", ", ".join(t.get_name() for t in stuck))
         try:
-            await asyncio.wait_for(self._reap(args=[self.prefix, self.proc]), STOP_STEP)
+            await asyncio.wait_for(self._run(self._reap, self.prefix, self.proc), STOP_STEP)
         except (RedisError, *LINK_ERRORS) as exc:
             log.warning("redis backend: reap at shutdown failed: %s", type(exc).__name__)
         await self._close_clients()

@@ -8,28 +8,43 @@ on `ch:<proc>` in the wire format of `signaling.backends.redis.Kind`.
 
 from __future__ import annotations
 
+#: Every script returns {result, channel, message, channel, message, …}: the events no process was
+#: subscribed to receive (a process resubscribing after an outage); the backend sends them again.
 _LIB = """
 local P = ARGV[1]
+local missed = {}
+local function send(target, message)
+  local channel = P .. 'ch:' .. target
+  if redis.call('PUBLISH', channel, message) == 0 then
+    table.insert(missed, channel)
+    table.insert(missed, message)
+  end
+end
+local function done(result)
+  table.insert(missed, 1, result)
+  return missed
+end
 local function owner_of(peer)
   local info = redis.call('HGET', P .. 'peers', peer)
   if not info then return nil, nil end
   local sp = string.find(info, ' ', 1, true)
   return string.sub(info, 1, sp - 1), string.sub(info, sp + 1)
 end
-local function leave(peer)
+local function leave(peer, owner_gone)
   local owner, room = owner_of(peer)
   if not owner then return end
   local rkey = P .. 'room:' .. room
   redis.call('ZREM', rkey, peer)
   redis.call('HDEL', P .. 'peers', peer)
   redis.call('SREM', P .. 'members:' .. owner, peer)
-  local targets = {[owner] = true}
+  local targets = {}
+  if not owner_gone then targets[owner] = true end
   for _, m in ipairs(redis.call('ZRANGE', rkey, 0, -1)) do
     local o = owner_of(m)
     if o then targets[o] = true end
   end
   for t in pairs(targets) do
-    redis.call('PUBLISH', P .. 'ch:' .. t, 'L ' .. room .. ' ' .. peer)
+    send(t, 'L ' .. room .. ' ' .. peer)
   end
 end
 """
@@ -43,7 +58,7 @@ local rkey = P .. 'room:' .. room
 local _, current = owner_of(peer)
 local again = current == room
 if not again then
-  if redis.call('ZCARD', rkey) >= cap then return 0 end
+  if redis.call('ZCARD', rkey) >= cap then return done(0) end
   leave(peer)
 end
 local event = {'A', room, peer, proc, again and '1' or '0'}
@@ -60,16 +75,16 @@ if not again then
   redis.call('HSET', P .. 'peers', peer, proc .. ' ' .. room)
   redis.call('SADD', P .. 'members:' .. proc, peer)
   for t in pairs(targets) do
-    redis.call('PUBLISH', P .. 'ch:' .. t, 'J ' .. room .. ' ' .. peer .. ' ' .. proc)
+    send(t, 'J ' .. room .. ' ' .. peer .. ' ' .. proc)
   end
 end
-redis.call('PUBLISH', P .. 'ch:' .. proc, table.concat(event, ' '))
-return 1
+send(proc, table.concat(event, ' '))
+return done(1)
 """
 )
 
 #: ARGV: prefix, peer.
-LEAVE = _LIB + "leave(ARGV[2])\nreturn 1\n"
+LEAVE = _LIB + "leave(ARGV[2])\nreturn done(1)\n"
 
 #: ARGV: prefix [, proc]: remove the members of processes whose heartbeat expired (or of `proc`).
 REAP = (
@@ -86,14 +101,14 @@ end
 local n = 0
 for _, d in ipairs(dead) do
   for _, peer in ipairs(redis.call('SMEMBERS', P .. 'members:' .. d)) do
-    leave(peer)
+    leave(peer, true)
     n = n + 1
   end
   redis.call('DEL', P .. 'members:' .. d)
   redis.call('SREM', P .. 'procs', d)
   if ARGV[2] then redis.call('DEL', P .. 'alive:' .. d) end
 end
-return n
+return done(n)
 """
 )
 
@@ -120,6 +135,6 @@ end
 for _, peer in ipairs(redis.call('SMEMBERS', P .. 'members:' .. proc)) do
   if not keep[peer] then leave(peer) end
 end
-return n
+return done(n)
 """
 )
