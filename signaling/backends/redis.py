@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import MasterNotFoundError
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -52,7 +53,7 @@ PIPELINE = 512
 BATCH = 256
 #: Reconnect backoff: first delay, cap (each attempt waits a random 50–100 % of the current delay).
 BACKOFF_FIRST = 0.1
-BACKOFF_MAX = 2.0
+BACKOFF_MAX = 1.0
 #: Upper bound of one connection attempt, of a Redis command, and of each shutdown step.
 CONNECT_TIMEOUT = 5.0
 SOCKET_TIMEOUT = 5.0
@@ -166,7 +167,7 @@ class RedisBackend:
                 await self._open()
         except (RedisError, *LINK_ERRORS) as exc:
             await self._close_clients()
-            raise DaemonError(f"signaling.redis_url: cannot use Redis at {safe(self.url)}: {exc}") from None
+            raise DaemonError(f"signaling.redis_url: cannot use Redis at {safe(self.url)}: {_describe(exc)}") from None
         self._up.set()
         jobs = {"session": self._session(), "worker": self._worker(), "heartbeat": self._heartbeat()}
         if self.health is not None:
@@ -506,6 +507,12 @@ class RedisBackend:
                 await asyncio.wait_for(close(), STOP_STEP)
             except (RedisError, *LINK_ERRORS) as exc:
                 log.warning("redis backend: closing the %s failed: %s", name, type(exc).__name__)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, MasterNotFoundError):  # its text embeds the whole client repr
+        return "no sentinel answered with a primary for the service"
+    return str(exc) or type(exc).__name__
 
 
 # Message handlers (the wire format is documented on `Kind`)

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+import redis
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel
+from redis.sentinel import Sentinel as SyncSentinel
 
 SENTINEL_SCHEME = "redis+sentinel"
 _HOST_PORT = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>[0-9]{1,5})")
@@ -86,6 +88,21 @@ def connect(url: str, **options: Any) -> tuple[aioredis.Redis, Callable[[], Awai
         target.service, db=target.db, username=target.username, password=target.password, **options
     )
     return client, sentinel.aclose
+
+
+def sync_client(url: str, **options: Any) -> redis.Redis:
+    """A blocking client for `url` (for `turnkit probe` publishing node health). Raises RedisUrlError."""
+    if not url.startswith(SENTINEL_SCHEME + "://"):
+        try:
+            return redis.Redis.from_url(url, **options)
+        except ValueError as exc:
+            raise RedisUrlError(str(exc).replace(url, safe(url))) from None
+    target = parse_sentinel(url)
+    socket_options = {k: v for k, v in options.items() if k.startswith("socket_")}
+    sentinel = SyncSentinel(list(target.sentinels), sentinel_kwargs=socket_options)
+    return sentinel.master_for(
+        target.service, db=target.db, username=target.username, password=target.password, **options
+    )
 
 
 async def _nothing() -> None:
