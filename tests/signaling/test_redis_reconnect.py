@@ -1,4 +1,5 @@
-"""A real redis-server restarted under a live room: two signaling processes reconnect and keep relaying."""
+"""The Redis backend against a real redis-server: restarted under a live room (two signaling processes
+reconnect and keep relaying), and relayed frames batched into one publish per process per loop tick."""
 
 from __future__ import annotations
 
@@ -14,8 +15,18 @@ import pytest
 import redis
 from websockets.asyncio.client import connect
 
+from signaling.backends.redis import BATCH, RedisBackend
+from signaling.rooms import Joined
 from tests.daemons import free_port, stop_process, wait_port
-from tests.signaling.conftest import JWT_SECRET, TIMEOUT, Client, make_token, turnkit_command, write_config
+from tests.signaling.conftest import (
+    JWT_SECRET,
+    TIMEOUT,
+    Client,
+    RedisProc,
+    make_token,
+    turnkit_command,
+    write_config,
+)
 from turnkit import config as config_mod
 
 pytestmark = pytest.mark.asyncio
@@ -149,3 +160,46 @@ async def test_relays_resume_after_redis_server_restarts(tmp_path: Path) -> None
         assert "redis connection lost" in text and "redis connection restored" in text, text
         assert "re-added 1 members Redis had lost" in text or "restoring 1 members" in text, text
         assert "Traceback" not in text, text
+
+
+class Recorder:
+    """Backend events, recorded."""
+
+    def __init__(self) -> None:
+        self.delivered: list[tuple[str, str, str]] = []
+
+    def joined(self, event: Joined) -> None: ...
+
+    def left(self, room: str, peer: str) -> None: ...
+
+    def full(self, peer: str, room: str) -> None: ...
+
+    def deliver(self, peer: str, room: str, frame: str) -> None:
+        self.delivered.append((peer, room, frame))
+
+    def failed(self, peer: str, reason: str) -> None: ...
+
+    def lost(self) -> None: ...
+
+
+async def test_frames_of_one_loop_tick_go_out_as_one_publish_per_process(redis_server: RedisProc) -> None:
+    sender, receiver = RedisBackend(redis_server.url), RedisBackend(redis_server.url)
+    got = Recorder()
+    await sender.start(Recorder())
+    await receiver.start(got)
+    store = redis.Redis(port=redis_server.port, decode_responses=True)
+    try:
+        before = store.info("commandstats").get("cmdstat_publish", {}).get("calls", 0)
+        frames = [f'{{"type":"offer","n":{i},"sdp":"line one\\nline two é"}}' for i in range(300)]
+        for frame in frames:  # one loop tick
+            sender.forward(receiver.proc, "peer-1", "room-1", frame)
+        async with asyncio.timeout(TIMEOUT):
+            while len(got.delivered) < len(frames):
+                await asyncio.sleep(0.01)
+        assert got.delivered == [("peer-1", "room-1", f) for f in frames]
+        calls = store.info("commandstats")["cmdstat_publish"]["calls"] - before
+        assert calls == -(-len(frames) // BATCH)  # 300 frames, BATCH per publish
+    finally:
+        store.close()
+        await sender.stop()
+        await receiver.stop()
