@@ -231,20 +231,18 @@ class RedisBackend:
             try:
                 if self._held and asyncio.get_running_loop().time() >= self._retry_at:
                     await self._retry_held()
-                if not self.ops:
-                    continue
-                op = self.ops[0]
-                try:
-                    await self._runners[type(op)](op)
-                except RedisError as exc:
-                    if isinstance(exc, LINK_ERRORS):
-                        raise
-                    log.error("redis refused %s: %s", type(op).__name__, exc)
-                    self.ops.popleft()
-                    if isinstance(op, Join) and self.events is not None:
-                        self.events.failed(op.peer, "signaling backend unavailable")
+                if self.ops:
+                    await self._runners[type(self.ops[0])](self.ops[0])
             except LINK_ERRORS as exc:
                 self._lost(exc)  # a membership change stays queued and runs again after the reconnect
+            except Exception as exc:  # Redis refused a membership script (or a bug): drop it, keep serving
+                self._refused(exc)
+
+    def _refused(self, exc: Exception) -> None:
+        op = self.ops.popleft() if self.ops and not isinstance(self.ops[0], Publish) else None
+        log.error("redis refused %s: %s: %s", type(op).__name__, type(exc).__name__, exc)
+        if isinstance(op, Join) and self.events is not None:
+            self.events.failed(op.peer, "signaling backend unavailable")
 
     async def _run_join(self, op: Op) -> None:
         assert isinstance(op, Join) and self.events is not None
@@ -285,6 +283,9 @@ class RedisBackend:
         except LINK_ERRORS:
             self._drop(batch, "the redis connection was lost while publishing")
             raise
+        except RedisError as exc:
+            self._drop(batch, f"redis refused them: {exc}")
+            return
         for pub, n in zip(batch, receivers, strict=True):
             if n:
                 self._queued_frames -= pub.frames
@@ -319,7 +320,15 @@ class RedisBackend:
                 self._drop(list(self._held.pop(channel)), f"no process subscribed to {channel} within {HOLD:.0f}s")
                 continue
             first = self._held[channel][0]
-            if await self.redis.publish(first.channel, first.message):
+            try:
+                received = await self.redis.publish(first.channel, first.message)
+            except RedisError as exc:
+                if isinstance(exc, LINK_ERRORS):
+                    raise
+                del self._hold_until[channel]
+                self._drop(list(self._held.pop(channel)), f"redis refused them: {exc}")
+                continue
+            if received:
                 held = self._held.pop(channel)
                 del self._hold_until[channel]
                 held.popleft()

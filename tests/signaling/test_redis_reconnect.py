@@ -15,6 +15,7 @@ import pytest
 import redis
 from websockets.asyncio.client import connect
 
+from signaling.backends import redis_lua as lua
 from signaling.backends.redis import BATCH, RedisBackend
 from signaling.rooms import Joined
 from tests.daemons import free_port, stop_process, wait_port
@@ -23,6 +24,7 @@ from tests.signaling.conftest import (
     TIMEOUT,
     Client,
     RedisProc,
+    StartServer,
     make_token,
     turnkit_command,
     write_config,
@@ -203,3 +205,19 @@ async def test_frames_of_one_loop_tick_go_out_as_one_publish_per_process(redis_s
         store.close()
         await sender.stop()
         await receiver.stop()
+
+
+async def test_a_process_the_others_reaped_closes_its_clients_1012(
+    start_server: StartServer, redis_server: RedisProc
+) -> None:
+    async with start_server(redis_server.url) as srv, srv.client("alice") as a:
+        await a.join("r")
+        store = redis.Redis(port=redis_server.port, decode_responses=True)
+        try:
+            # what another process's reaper does once this one's heartbeat has expired (same data set)
+            store.delete(f"{PREFIX}alive:{srv.server.backend.proc}")
+            assert store.register_script(lua.REAP)(args=[PREFIX])[0] == 1
+            assert store.zrange(f"{PREFIX}room:r", 0, -1) == []
+            assert await a.closed_code() == 1012
+        finally:
+            store.close()
