@@ -34,9 +34,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from signaling.backends import Events
 from signaling.backends import redis_lua as lua
+from signaling.backends.redis_events import Kind, Reader
 from signaling.backends.redis_url import RedisUrlError, connect, safe
 from signaling.ice import SharedHealth
-from signaling.rooms import Joined
 from turnkit import health
 from turnkit.errors import ConfigError, DaemonError
 
@@ -62,21 +62,15 @@ STOP_STEP = 2.0
 #: retried every HOLD_RETRY, in order, before they are dropped.
 HOLD = 5.0
 HOLD_RETRY = 0.1
+#: After a reconnect, compare this process's rooms with Redis once the others have had the time to
+#: come back (a heartbeat TTL); rooms per snapshot script call.
+RESYNC_DELAY = HEARTBEAT_TTL
+SNAPSHOT_ROOMS = 500
 #: How long a pub/sub read blocks; also how fast the session notices a failure another task saw.
 LISTEN_POLL = 0.25
 
 #: Errors that mean "the connection is gone", as opposed to a command Redis refused.
 LINK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
-
-
-class Kind(enum.StrEnum):
-    """The first field of a message on a process channel; the rest is space-separated."""
-
-    DELIVER = "D"  # D <peer> <room> <frame>: one relayed frame for a local peer
-    BATCH = "B"  # B\n<peer> <room> <frame>\n…: the frames of one loop tick for this process
-    JOINED = "J"  # J <room> <peer> <owner>: a member joined a room this process has members in
-    ADMITTED = "A"  # A <room> <peer> <owner> <again> <member>:<owner>…: a local peer's join succeeded
-    LEFT = "L"  # L <room> <peer>: a member left
 
 
 class Join(NamedTuple):
@@ -131,6 +125,7 @@ class RedisBackend:
         self._leave = self.redis.register_script(lua.LEAVE)
         self._reap = self.redis.register_script(lua.REAP)
         self._restore = self.redis.register_script(lua.RESTORE)
+        self._snapshot = self.redis.register_script(lua.SNAPSHOT)
         self.events: Events | None = None
         self.ops: collections.deque[Op] = collections.deque()
         self.members: dict[str, str] = {}  # local peer → room, as Redis confirmed it
@@ -152,16 +147,12 @@ class RedisBackend:
             Leave: self._run_leave,
             Publish: self._run_publish,
         }
-        self._handlers: dict[str, Callable[[Events, str], None]] = {
-            Kind.DELIVER: _on_deliver,
-            Kind.BATCH: _on_batch,
-            Kind.JOINED: _on_joined,
-            Kind.ADMITTED: _on_admitted,
-            Kind.LEFT: _on_left,
-        }
+        self.reader: Reader | None = None
+        self._resync_at = 0.0
 
     async def start(self, events: Events) -> None:
         self.events = events
+        self.reader = Reader(self.proc, events)
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 await self._open()
@@ -358,7 +349,8 @@ class RedisBackend:
                 self._lost(exc)
                 continue
             if msg is not None and msg.get("type") == "message":
-                self._dispatch(msg["data"])
+                assert self.reader is not None
+                self.reader.dispatch(msg["data"])
 
     def _lost(self, exc: BaseException) -> None:
         if self._up.is_set() and not self._stopping:
@@ -403,16 +395,9 @@ class RedisBackend:
         if reconnect and found is not Registration.REAPED and found is not Registration.DATA_LOST:
             await self._restore_members()  # writes lost in a failover
         self._connected_at = asyncio.get_running_loop().time()
-
-    def _dispatch(self, data: str) -> None:
-        assert self.events is not None
-        handler = self._handlers.get(data[:1])
-        try:
-            if handler is None:
-                raise ValueError(f"unknown kind {data[:1]!r}")
-            handler(self.events, data[2:])
-        except Exception:
-            log.exception("bad event on %s", self.channel)
+        if reconnect:
+            # Once every live process has had the time to come back and restore its members.
+            self._resync_at = self._connected_at + RESYNC_DELAY
 
     # Liveness
 
@@ -461,10 +446,20 @@ class RedisBackend:
                     reaped = await self._run(self._reap, self.prefix)
                     if reaped:
                         log.warning("removed %d members of dead signaling processes", reaped)
+                if self._resync_at and loop.time() >= self._resync_at:
+                    self._resync_at = 0.0
+                    await self._resync()
             except LINK_ERRORS as exc:
                 self._lost(exc)
             except RedisError as exc:
                 log.error("redis heartbeat failed: %s", exc)
+
+    async def _resync(self) -> None:
+        """Ask Redis for a snapshot of our rooms, delivered in order on our channel (`Reader` compares)."""
+        assert self.reader is not None
+        rooms = self.reader.rooms()
+        for i in range(0, len(rooms), SNAPSHOT_ROOMS):
+            await self._run(self._snapshot, self.prefix, self.proc, *rooms[i : i + SNAPSHOT_ROOMS])
 
     async def _poll_health(self, shared: SharedHealth) -> None:
         """Keep the node health `turnkit probe` publishes (`health.REDIS_KEY`) current."""
@@ -522,32 +517,3 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, MasterNotFoundError):  # its text embeds the whole client repr
         return "no sentinel answered with a primary for the service"
     return str(exc) or type(exc).__name__
-
-
-# Message handlers (the wire format is documented on `Kind`)
-
-
-def _on_deliver(events: Events, rest: str) -> None:
-    peer, room, frame = rest.split(" ", 2)
-    events.deliver(peer, room, frame)
-
-
-def _on_batch(events: Events, rest: str) -> None:
-    for line in rest.split("\n"):  # frames are JSON: a newline inside one is always escaped
-        _on_deliver(events, line)
-
-
-def _on_joined(events: Events, rest: str) -> None:
-    room, peer, owner = rest.split(" ")
-    events.joined(Joined(room, peer, owner, ()))
-
-
-def _on_admitted(events: Events, rest: str) -> None:
-    room, peer, owner, again, *members = rest.split(" ")
-    before = tuple((m.partition(":")[0], m.partition(":")[2]) for m in members)
-    events.joined(Joined(room, peer, owner, before, again == "1"))
-
-
-def _on_left(events: Events, rest: str) -> None:
-    room, peer = rest.split(" ")
-    events.left(room, peer)

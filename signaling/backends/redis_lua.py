@@ -138,3 +138,22 @@ end
 return done(n)
 """
 )
+
+#: ARGV: prefix, proc, room, room, … → rooms described. Publishes `S <room> <member>:<owner>…` for each
+#: room on the caller's own channel, so the snapshot arrives in order with the events around it.
+SNAPSHOT = (
+    _LIB
+    + """
+local proc = ARGV[2]
+for i = 3, #ARGV do
+  local room = ARGV[i]
+  local event = {'S', room}
+  for _, m in ipairs(redis.call('ZRANGE', P .. 'room:' .. room, 0, -1)) do
+    local o = owner_of(m)
+    if o then table.insert(event, m .. ':' .. o) end
+  end
+  send(proc, table.concat(event, ' '))
+end
+return done(#ARGV - 2)
+"""
+)

@@ -221,3 +221,32 @@ async def test_a_process_the_others_reaped_closes_its_clients_1012(
             assert await a.closed_code() == 1012
         finally:
             store.close()
+
+
+async def test_after_a_reconnect_the_view_is_compared_with_redis(
+    start_server: StartServer, redis_server: RedisProc
+) -> None:
+    async with (
+        start_server(redis_server.url) as one,
+        start_server(redis_server.url) as two,
+        one.client("alice") as a,
+        two.client("bob") as b,
+    ):
+        aid = (await a.join("r"))["you"]
+        bid = (await b.join("r"))["you"]
+        assert (await a.expect("user-joined"))["id"] == bid
+        store = redis.Redis(port=redis_server.port, decode_responses=True)
+        try:
+            # a join whose leave event was lost: a ghost in process one's view …
+            store.publish(f"{PREFIX}ch:{one.server.backend.proc}", "J r ghost deadbeef0000")
+            assert await a.expect("user-joined") == {"type": "user-joined", "id": "ghost"}
+            # … and a member Redis has whose join event never reached process one
+            store.zadd(f"{PREFIX}room:r", {"phantom": 99})
+            store.hset(f"{PREFIX}peers", "phantom", "deadbeef0001 r")
+            store.execute_command("CLIENT", "KILL", "TYPE", "pubsub")  # both processes reconnect
+            seen = [await a.recv(timeout=RESUME_BOUND), await a.recv(timeout=RESUME_BOUND)]
+            assert seen == [{"type": "user-left", "id": "ghost"}, {"type": "user-joined", "id": "phantom"}]
+        finally:
+            store.close()
+        await b.send(type="offer", to=aid, sdp={"type": "offer", "sdp": "still relaying"})
+        assert (await a.expect("offer"))["sdp"]["sdp"] == "still relaying"
