@@ -5,11 +5,16 @@ subscribes to its own channel `ch:<proc>` and receives there, in one global orde
 rooms it has members in and the frames relayed to its peers. A process whose heartbeat expires is
 reaped by any other: its members leave their rooms and the others get `user-left`.
 
-The connection is supervised: when Redis goes away (restart, failover, network), requests queue (relays
-bounded by MAX_PENDING), the session task reconnects with exponential backoff and jitter, subscribes
-again and re-asserts this process's members (`RESTORE`) before the queue drains, so relays resume.
+Requests are typed queued operations (`Join`, `Leave`, `Publish`) run in order by one worker; the
+frames relayed in one loop tick leave as one PUBLISH per destination process. The connection is
+supervised: when Redis goes away (restart, failover, network), requests queue (relays bounded by
+MAX_PENDING), the session task reconnects with exponential backoff and jitter, subscribes again and
+re-asserts this process's members (`RESTORE`) before the queue drains, so relays resume. Messages no
+process received (its process is still resubscribing) are held and resent in order for HOLD seconds;
+a snapshot of our rooms RESYNC_DELAY after the reconnect corrects the view (`redis_events.Reader`).
 `epoch` tells a Redis that lost its data (restart without persistence: restore silently) from one that
 reaped this process (its members are gone for the others too: `Events.lost`, clients reconnect).
+The operator's side of all this is docs/redis.md.
 """
 
 from __future__ import annotations
@@ -74,16 +79,22 @@ LINK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 
 
 class Join(NamedTuple):
+    """Put `peer` in `room` (leaving its previous room) unless the room has `capacity` members."""
+
     peer: str
     room: str
     capacity: int
 
 
 class Leave(NamedTuple):
+    """Take `peer` out of its room."""
+
     peer: str
 
 
 class Publish(NamedTuple):
+    """One message for a process channel; `frames` relayed frames in it (0 for a membership event)."""
+
     channel: str
     message: str
     frames: int
