@@ -163,9 +163,12 @@ def _owner_ids(user: str | None, group: str | None) -> tuple[int, int] | None:
         return None
     try:
         entry = pwd.getpwnam(user)
+    except KeyError:
+        raise SecretDbError(f"no such user `{user}`") from None
+    try:
         return entry.pw_uid, grp.getgrnam(group).gr_gid if group else entry.pw_gid
     except KeyError:
-        raise SecretDbError(f"no such user or group: `{user}`/`{group}`") from None
+        raise SecretDbError(f"no such group `{group}`") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
