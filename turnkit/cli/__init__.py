@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "turnkit.cli.signaling",
     "turnkit.cli.probe",
     "turnkit.cli.deploy",
+    "turnkit.cli.drain",
 )
 
 app = typer.Typer(
