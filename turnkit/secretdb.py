@@ -92,6 +92,7 @@ def _check_accepted(accepted: Sequence[str]) -> None:
 def _prepare_file(path: Path, owner: tuple[int, int] | None) -> None:
     """Create the file owner-only if missing; tighten a too-open one; hand it to `owner` (uid, gid)."""
     try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE)
         try:
             if stat.S_IMODE(os.fstat(fd).st_mode) != FILE_MODE:
