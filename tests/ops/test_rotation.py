@@ -67,14 +67,16 @@ class Tally:
 
 
 async def allocations(fleet: Fleet, issuing: list[str], stop: asyncio.Event, tally: Tally) -> None:
-    """A new caller every few ms, with a credential from the secret signaling issues with right now."""
+    """A new caller every few ms (TURN over TCP), with a credential from the secret signaling issues with now."""
     turn = 0
     while not stop.is_set():
         node = fleet.nodes[turn % 2]
         cred = credentials.issue(f"caller-{turn}", issuing[0], int(time.time()), 600)
         turn += 1
         try:
-            transport, _ = await turnclient.allocate(node.port, cred.username, cred.password)
+            # TCP: a fresh 5-tuple per caller. Back-to-back UDP allocations can reuse a just-closed
+            # source port whose allocation coturn still holds (437 Allocation Mismatch, RFC 8656 §7.2).
+            transport, _ = await turnclient.allocate(node.port, cred.username, cred.password, transport="tcp")
         except (stun.TransactionFailed, stun.TransactionError, OSError, TimeoutError) as exc:
             tally.failed.append(f"node {turn % 2}: {type(exc).__name__}: {exc}")
         else:
@@ -144,9 +146,10 @@ async def settle(relays: list[Relay], timeout: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
-async def more(tally: Tally, count: int, timeout: float = 60.0) -> None:
-    goal, deadline = tally.ok + count, time.monotonic() + timeout
-    while tally.ok < goal and not tally.failed:
+async def more(tally: Tally, relays: list[Relay], count: int = 20, packets: int = 5, timeout: float = 60.0) -> None:
+    """Let the phase run: `count` more allocations and `packets` more packets on every relay."""
+    goal, sent, deadline = tally.ok + count, relays[-1].sent + packets, time.monotonic() + timeout
+    while (tally.ok < goal or relays[-1].sent < sent) and not tally.failed:
         assert time.monotonic() < deadline, f"client stalled at {tally.ok} allocations"
         await asyncio.sleep(0.05)
 
@@ -162,25 +165,25 @@ async def test_stage_promote_prune_restarts_nothing_and_interrupts_no_relay(flee
     tally, stop = Tally(), asyncio.Event()
     tasks = [asyncio.create_task(allocations(fleet, issuing, stop, tally)), asyncio.create_task(traffic(relays, stop))]
     try:
-        await more(tally, 20)
+        await more(tally, relays)
 
         ring = keyring.rotate(keyring.load(path), int(time.time()), stage=True)  # turnkit secret rotate --stage
         keyring.save(path, ring)
         staged = ring.secrets[0]
         assert [p.summary() for p in fleet.push(ring)] == [{"added": 1, "removed": 0, "changed": True}] * 2
-        await more(tally, 20)
+        await more(tally, relays)
 
         ring = keyring.promote(keyring.load(path), staged.id, int(time.time()))  # deploy promotes after the push
         keyring.save(path, ring)
         issuing[0] = ring.primary.value
         assert not any(p.changed for p in fleet.push(ring))  # promoting changes no table
-        await more(tally, 20)
+        await more(tally, relays)
 
         ring, dropped = keyring.prune(keyring.load(path), int(time.time()), 0)  # turnkit secret prune --grace 0
         keyring.save(path, ring)
         assert [s.id for s in dropped] == [first.id]
         assert [p.summary() for p in fleet.push(ring)] == [{"added": 0, "removed": 1, "changed": True}] * 2
-        await more(tally, 20)
+        await more(tally, relays)
     finally:
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 30)
