@@ -156,6 +156,21 @@ def sync(path: Path, realm: str, accepted: Sequence[str], owner: tuple[int, int]
         con.close()
 
 
+def owner_in(root: Path, user: str = "turnserver") -> tuple[int, int]:
+    """`user`'s uid and primary gid from `root`/etc/passwd: the owner to give a table written from
+    the host into a container's tree (the lab region), where the host's user database does not apply."""
+    passwd = root / "etc" / "passwd"
+    try:
+        lines = passwd.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise SecretDbError(f"{passwd}: cannot read: {exc.strerror}") from None
+    for line in lines:
+        fields = line.split(":")
+        if len(fields) >= 4 and fields[0] == user and fields[2].isdigit() and fields[3].isdigit():
+            return int(fields[2]), int(fields[3])
+    raise SecretDbError(f"{passwd}: no user `{user}` (is coturn installed there?)")
+
+
 def _owner_ids(user: str | None, group: str | None) -> tuple[int, int] | None:
     import grp
     import pwd

@@ -119,3 +119,12 @@ def test_node_script_takes_secrets_on_stdin_and_prints_counts_only(tmp_path: Pat
     )
     nouser = subprocess.run([*run, "--owner", "no-such-user-here"], input='["x"]', capture_output=True, text=True)
     assert (nouser.returncode, nouser.stderr) == (3, "error: no such user `no-such-user-here`\n")
+
+
+def test_owner_in_a_container_tree_comes_from_its_own_passwd(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\nturnserver:x:104:108::/var/lib/turn:/bin/false\n")
+    assert secretdb.owner_in(tmp_path) == (104, 108)
+    with pytest.raises(SecretStoreError) as info:
+        secretdb.owner_in(tmp_path, "nobody-here")
+    assert str(info.value) == f"{tmp_path}/etc/passwd: no user `nobody-here` (is coturn installed there?)"
