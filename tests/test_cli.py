@@ -161,7 +161,8 @@ def test_render_writes_tree_and_lists_files(project: Path) -> None:
     conf = project / "out" / "turn-1" / "turnserver.conf"
     assert stat.S_IMODE(conf.stat().st_mode) == 0o640
     secret = keyring.load(project / "turnkit.secrets.json").primary.value
-    assert f"static-auth-secret={secret}" in conf.read_text()
+    assert "userdb=/var/lib/turn/turndb\n" in conf.read_text()  # secrets live in coturn's table, not here
+    assert secret not in conf.read_text()
     assert secret not in out.stdout + out.stderr
     assert not list((project / "out").rglob("*.tmp"))
 

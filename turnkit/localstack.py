@@ -24,7 +24,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from turnkit import keyring, pki, render, resources, supervisor
+from turnkit import keyring, pki, render, resources, secretdb, supervisor
 from turnkit.config import Config
 from turnkit.coturn import target_version
 from turnkit.fsutil import atomic_write
@@ -57,6 +57,9 @@ class Layout(supervisor.Layout):
     @property
     def jwt_secret(self) -> Path:
         return self.root / "jwt.secret"
+
+    def userdb(self, node: Node) -> Path:
+        return self.coturn_dir(node) / "turndb.sqlite"
 
     def coturn_dir(self, node: Node) -> Path:
         return self.root / "coturn" / node.name
@@ -120,6 +123,10 @@ def materialise(cfg: Config, lay: Layout, nodes: Sequence[Node], now: int, progr
     """Create the keyring, the certificate and the JWT secret where missing (or near expiry)."""
     ring = ensure_keyring(cfg, now, progress)
     ensure_certs(lay, nodes, dt.datetime.fromtimestamp(now, dt.UTC), progress)
+    for node in nodes:
+        # coturn reads the accepted secrets from this table per new session: no restart, and not
+        # a service input (a change must not restart coturn and drop its live relays).
+        secretdb.sync(lay.userdb(node), cfg.project.effective_realm, ring.accepted)
     # Sorted, not primary-first: promoting a secret then changes no coturn config (no restart).
     return Materials(ring.accepted, jwt_secret(cfg, lay))
 
@@ -138,6 +145,7 @@ def coturn_service(cfg: Config, lay: Layout, node: Node, secrets: Sequence[str])
     certs = lay.cert_files
     overrides = {
         "coturn_pidfile": str(workdir / "turnserver.pid"),
+        "coturn_userdb": str(lay.userdb(node)),
         "coturn_log_file": str(lay.logfile(f"{coturn_name(node)}-turnserver")),
         "coturn_cert_file": str(certs.cert),
         "coturn_pkey_file": str(certs.key),

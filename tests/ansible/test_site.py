@@ -19,7 +19,7 @@ from cryptography import x509
 from tests import daemons, turnclient
 from tests.ansible.conftest import COTURN_VERSION, JWT_SECRET, NO_SYSTEMD, Target
 from tests.certs.pebble import pebble_running
-from turnkit import ansible, credentials, render, resources
+from turnkit import ansible, credentials, render, resources, secretdb
 
 DOMAIN = "turn.example.test"
 
@@ -80,7 +80,8 @@ def test_files_are_byte_identical_to_turnkit_render(target: Target) -> None:
 
 def test_secrets_reach_the_target_but_not_the_output(target: Target) -> None:
     conf = (target.root / "etc/turnserver.conf").read_text()
-    assert f"static-auth-secret={target.secret}\n" in conf
+    assert target.secret not in conf  # coturn reads it from its table (the secrets task)
+    assert secretdb.read(target.root / "var/lib/turn/turndb", target.cfg.project.effective_realm) == {target.secret}
     keyring = target.root / "etc/turnkit/turnkit.secrets.json"
     assert keyring.read_text() == target.keyring_json
     assert keyring.stat().st_mode & 0o777 == 0o600
@@ -97,6 +98,7 @@ def test_file_owners_and_modes(target: Target) -> None:
         target, "stat", "-c", "%n %U:%G %a",
         "/etc/turnserver.conf", "/etc/turnkit/certs", "/etc/turnkit/certs/fullchain.pem",
         "/etc/turnkit/certs/privkey.pem", "/etc/letsencrypt/renewal-hooks/deploy/turnkit-install-certs.sh",
+        "/var/lib/turn/turndb",
     )  # fmt: skip
     assert stat.stdout.splitlines() == [
         "/etc/turnserver.conf root:turnserver 640",
@@ -104,6 +106,7 @@ def test_file_owners_and_modes(target: Target) -> None:
         "/etc/turnkit/certs/fullchain.pem turnserver:turnserver 400",
         "/etc/turnkit/certs/privkey.pem turnserver:turnserver 400",
         "/etc/letsencrypt/renewal-hooks/deploy/turnkit-install-certs.sh root:root 755",
+        "/var/lib/turn/turndb turnserver:turnserver 600",
     ]
 
 

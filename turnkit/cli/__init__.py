@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "turnkit.cli.probe",
     "turnkit.cli.deploy",
     "turnkit.cli.inventory",
+    "turnkit.cli.drain",
 )
 
 app = typer.Typer(
