@@ -128,6 +128,11 @@ def sync(path: Path, realm: str, accepted: Sequence[str], owner: tuple[int, int]
 
     One IMMEDIATE transaction: coturn's sessions see the old set or the new one, never a mix.
     Other realms' rows are left alone. Returns what changed (an unchanged table is not written).
+
+    The database is in WAL mode: coturn 4.6.1 reads the table once per new session and does not
+    retry a busy database ("Error retrieving SQLite DB information: database is locked" → 401),
+    and in rollback-journal mode every commit locks readers out for a moment. In WAL mode readers
+    never wait for a writer. (SQLite gives the -wal/-shm files the database file's owner.)
     """
     _check_accepted(accepted)
     if not realm:
@@ -138,6 +143,8 @@ def sync(path: Path, realm: str, accepted: Sequence[str], owner: tuple[int, int]
     except sqlite3.Error as exc:
         raise SecretDbError(f"{path}: cannot open the coturn secret table: {type(exc).__name__}") from None
     try:
+        if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            con.execute("PRAGMA journal_mode=WAL")  # once per file; it persists
         con.execute("BEGIN IMMEDIATE")
         for statement in SCHEMA:
             con.execute(statement)
