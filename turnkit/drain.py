@@ -140,18 +140,12 @@ def mark(cfg: Config, node: Node, draining: bool, now: int) -> None:
 
 
 def _mark_redis(url: str, node_key: str, draining: bool, now: int) -> None:
-    import redis
+    from turnkit.probe.record import RecordError, update_health_redis
 
     try:
-        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
-        try:
-            raw = client.get(health.REDIS_KEY)
-            old = health.from_json(_text(raw)) if raw else {}
-            client.set(health.REDIS_KEY, health.to_json(health.mark_draining(old, node_key, draining, now)))
-        finally:
-            client.close()
-    except redis.RedisError as exc:
-        raise DrainError(f"redis: cannot publish the draining mark: {type(exc).__name__}") from None
+        update_health_redis(url, lambda old: health.mark_draining(old, node_key, draining, now))
+    except RecordError as exc:
+        raise DrainError(f"the draining mark: {exc}") from None
 
 
 # -- waiting ---------------------------------------------------------------------------------

@@ -40,10 +40,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from signaling.backends import Events
 from signaling.backends import redis_lua as lua
 from signaling.backends.redis_events import Kind, Reader
-from signaling.backends.redis_url import RedisUrlError, connect, safe
 from signaling.ice import SharedHealth
 from turnkit import health
 from turnkit.errors import ConfigError, DaemonError
+from turnkit.redisurl import RedisUrlError, connect, safe
 
 log = logging.getLogger(__name__)
 

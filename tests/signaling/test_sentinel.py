@@ -22,10 +22,10 @@ import pytest
 import redis
 from websockets.asyncio.client import connect
 
-from signaling.backends.redis_url import RedisUrlError, parse_sentinel, sync_client
 from tests.daemons import free_port, stop_process, wait_port
 from tests.signaling.conftest import JWT_SECRET, TIMEOUT, Client, make_token, turnkit_command, write_config
 from turnkit import config as config_mod
+from turnkit.redisurl import RedisUrlError, parse_sentinel, sync_client
 
 SERVICE = "turnkit"
 PREFIX = "turnkit:sig:"
