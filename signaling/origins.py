@@ -44,9 +44,10 @@ def _origin(scheme: str, host: str, port: int) -> str:
 
 
 def _has_local_region(cfg: Config) -> bool:
-    """Whether some region's services run on this machine (the only provider-kind question asked here;
-    with the provider registry of issue 9 it reads `provider_class(region.provider).runs_here`)."""
-    return any(region.provider == "local" for region in cfg.regions.values())
+    """Whether some region's services run on this machine (its provider says so)."""
+    from turnkit.provision import provider_class
+
+    return any(provider_class(region.provider).runs_here for region in cfg.regions.values())
 
 
 def _is_ip(host: str) -> bool:
