@@ -347,3 +347,24 @@ def test_aws_error_codes_become_one_line(tmp_path: Path, code: str, message: str
     with pytest.raises(ProvisionError) as info, provider.step("launch instance turn-1"):
         raise error
     assert str(info.value) == f"region `eu` (eu-central-1): launch instance turn-1: {expected}"
+    assert info.value.code == code  # callers branch on the code, never on the message text
+
+
+def test_route53_zone_is_looked_up_once_per_run(aws_env: str, tmp_path: Path) -> None:
+    route53 = boto3.client("route53", region_name=REGION)
+    route53.create_hosted_zone(Name="example.test", CallerReference="turnkit-once")
+    cfg = config_mod.load(write_config(tmp_path, 'route53_zone = "example.test"\n'))
+    provider = provider_for(cfg, "eu")
+    calls: list[dict[str, Any]] = []
+    lookup = provider.route53.list_hosted_zones_by_name
+
+    def counted(**kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return lookup(**kwargs)
+
+    provider.route53.list_hosted_zones_by_name = counted
+    assert [a.kind for a in changes(provider.plan())].count("dns-record") == 2
+    provider.apply(lambda _: None)
+    done = provider.destroy(lambda _: None)
+    assert [a.kind for a in done].count("dns-record") == 2
+    assert calls == [{"DNSName": "example.test", "MaxItems": "1"}]
