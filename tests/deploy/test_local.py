@@ -46,7 +46,7 @@ def demo_token(stdout: str) -> str:
 
 
 def test_deploy_local_brings_up_a_probed_stack_and_down_stops_it(site: Site) -> None:
-    first = site.cli("deploy", "--region", "local")
+    first = site.cli("deploy", "--region", "local", "--show-token")
     assert first.returncode == 0, first.stderr
     cfg = site.load()
     lay = localstack.layout(cfg, "local")
@@ -81,6 +81,12 @@ def test_deploy_local_brings_up_a_probed_stack_and_down_stops_it(site: Site) -> 
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["ok"] is True
     assert localstack.status(cfg, "local") == pids
+    # Without --show-token the token is nowhere in the output (it would end up in CI logs).
+    assert json.loads(again.stdout)["demo_url"] == f"http://127.0.0.1:{site.signaling}/"
+    assert "token=" not in again.stdout + again.stderr
+    text = site.cli("deploy", "--region", "local")
+    assert f"demo page: http://127.0.0.1:{site.signaling}/\n" in text.stdout
+    assert "token=" not in text.stdout + text.stderr
 
     down = site.cli("down", "--region", "local")
     assert down.returncode == 0, down.stderr

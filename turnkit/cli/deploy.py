@@ -154,9 +154,17 @@ def _node_table(report: deploy_mod.Report) -> Table:
     return table
 
 
+def _without_token(url: str | None) -> str | None:
+    """The demo page URL minus its `?token=` query: a bearer token does not belong in logs by default."""
+    return url.split("?", 1)[0] if url else url
+
+
 def deploy(
     region: str = REGION_OPTION,
     dry_run: bool = typer.Option(False, "--dry-run", help="Stop after the plan."),
+    show_token: bool = typer.Option(
+        False, "--show-token", help="Print the demo page URL with its development token (local regions)."
+    ),
     config: Path = CONFIG_OPTION,
     json_: bool = JSON_OPTION,
 ) -> None:
@@ -166,14 +174,17 @@ def deploy(
     """
     cfg = load_config(config)
     report = deploy_mod.deploy(cfg, region, _progress, dry_run=dry_run)
+    demo_url = report.demo_url if show_token else _without_token(report.demo_url)
     if json_:
-        output.emit_json(report.to_dict())
+        output.emit_json({**report.to_dict(), "demo_url": demo_url})
     elif dry_run:
         _print_actions(report.actions, f"region `{region}` is up to date")
     else:
         output.stdout.print(_node_table(report))
-        if report.demo_url:
-            output.result(f"demo page: {report.demo_url}")
+        if demo_url:
+            output.result(f"demo page: {demo_url}")
+            if not show_token:
+                output.info("the page needs a token: run again with --show-token to print one")
         if report.ice_servers is not None:
             output.result("example ICE servers answer (GET /api/ice-servers):")
             output.emit_json(report.ice_servers)

@@ -93,6 +93,11 @@ def _describe_rules(rules: set[Rule]) -> str:
     return ", ".join(f"{lo if lo == hi else f'{lo}-{hi}'}/{p} from {cidr}" for p, lo, hi, cidr in sorted(rules))
 
 
+def _named(actions: list[Action], verb: str, kind: str) -> list[str]:
+    """The names of the planned actions of one verb and kind, in plan order."""
+    return [a.name for a in actions if a.verb == verb and a.kind == kind]
+
+
 def _tag(resource: dict[str, Any], key: str) -> str | None:
     for t in resource.get("Tags", []):
         if t["Key"] == key:
@@ -323,15 +328,16 @@ class AwsProvider(Provider[Found]):
     # -- apply -----------------------------------------------------------------------------
 
     def _execute(self, diff: Diff[Found], progress: Progress) -> list[Node]:
+        """Carry out the plan: the group and key pair, the plan's deletions and launches, then converge
+        each node's address and DNS name (which depend on instance ids known only after launch)."""
         found = diff.found
         group_id = self._ensure_group(found, progress)
         key_name = self._ensure_key_pair(found, progress)
-        self._remove_extra(found, progress)
+        self._remove_extra(diff, progress)
         image: dict[str, Any] | None = None
-        for node in self.wanted():
-            if node not in found.instances:
-                image = image or self.newest_debian()
-                found.instances[node] = self._launch(node, image, group_id, key_name, progress)
+        for node in _named(diff.actions, "create", "instance"):
+            image = image or self.newest_debian()
+            found.instances[node] = self._launch(node, image, group_id, key_name, progress)
         self._wait_running([i["InstanceId"] for i in found.instances.values()], progress)
         with self.step("describe instances"):
             ids = [found.instances[n]["InstanceId"] for n in self.wanted()]
@@ -459,15 +465,14 @@ class AwsProvider(Provider[Found]):
             progress(f"DNS {name} → {ip}")
         return name
 
-    def _remove_extra(self, found: Found, progress: Progress) -> None:
-        """Scale down: drop nodes beyond `nodes` (DNS, then address, then instance)."""
-        wanted = set(self.wanted())
-        for name, ip in sorted(found.records.items()):
-            if name.split(".", 1)[0] not in wanted:
-                self._delete_record(name, ip, progress)
-        for node in sorted(set(found.addresses) - wanted):
+    def _remove_extra(self, diff: Diff[Found], progress: Progress) -> None:
+        """Scale down: the plan's deletions, DNS first, then addresses, then instances."""
+        found = diff.found
+        for name in _named(diff.actions, "delete", "dns-record"):
+            self._delete_record(name, found.records.pop(name), progress)
+        for node in _named(diff.actions, "delete", "elastic-ip"):
             self._release(node, found.addresses.pop(node), progress)
-        extra = {n: found.instances.pop(n) for n in sorted(set(found.instances) - wanted)}
+        extra = {n: found.instances.pop(n) for n in _named(diff.actions, "delete", "instance")}
         self._terminate(extra, progress)
 
     def _delete_record(self, name: str, ip: str, progress: Progress) -> Action:
