@@ -35,7 +35,7 @@ venv: $(VENV)/.installed
 demo: setup
 	mkdir -p $(DEMO_DIR)
 	test -f $(DEMO_DIR)/turnkit.toml || $(VENV)/bin/turnkit init $(DEMO_DIR)/turnkit.toml
-	cd $(DEMO_DIR) && ../$(VENV)/bin/turnkit deploy --region local
+	cd $(DEMO_DIR) && ../$(VENV)/bin/turnkit deploy --region local --show-token
 
 down:
 	cd $(DEMO_DIR) && ../$(VENV)/bin/turnkit down --region local
