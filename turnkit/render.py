@@ -92,6 +92,17 @@ def coturn_context(cfg: Config, node: Node, secrets: Sequence[str], coturn_versi
         "coturn_verbose": False,
         "coturn_limit_nofile": 1048576,
         "coturn_bind_privileged": min(ports.listening, ports.tls) < 1024,
+        **statsdb_context(cfg),
+    }
+
+
+def statsdb_context(cfg: Config) -> dict[str, Any]:
+    """The node-local statsdb Redis (issue 14); its password comes in through `coturn_statsdb_password`."""
+    return {
+        "coturn_statsdb_port": cfg.meter.statsdb_port,
+        "coturn_statsdb_dbname": cfg.meter.statsdb_dbname,
+        "coturn_statsdb_password": None,
+        "coturn_bps_capacity": cfg.meter.node_bps_capacity,
     }
 
 
