@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "turnkit.cli.signaling",
     "turnkit.cli.probe",
     "turnkit.cli.deploy",
+    "turnkit.cli.meter",
+    "turnkit.cli.usage",
 )
 
 app = typer.Typer(

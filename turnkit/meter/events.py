@@ -41,10 +41,14 @@ class Counts:
     sentb: int = 0
 
     def __add__(self, other: Counts) -> Counts:
-        return Counts(self.rcvp + other.rcvp, self.rcvb + other.rcvb, self.sentp + other.sentp, self.sentb + other.sentb)
+        return Counts(
+            self.rcvp + other.rcvp, self.rcvb + other.rcvb, self.sentp + other.sentp, self.sentb + other.sentb
+        )
 
     def __sub__(self, other: Counts) -> Counts:
-        return Counts(self.rcvp - other.rcvp, self.rcvb - other.rcvb, self.sentp - other.sentp, self.sentb - other.sentb)
+        return Counts(
+            self.rcvp - other.rcvp, self.rcvb - other.rcvb, self.sentp - other.sentp, self.sentb - other.sentb
+        )
 
     def clamp(self) -> Counts:
         """No negative corrections: a total below what was already counted adds nothing."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from turnkit.meter.events import Counts, Event, Kind
 
@@ -23,8 +23,8 @@ class Session:
     key: str  # realm/username/alloc
     user: str
     started: float
-    client: Counts = Counts()
-    peer: Counts = Counts()
+    client: Counts = field(default_factory=Counts)
+    peer: Counts = field(default_factory=Counts)
     deleted: bool = False
     client_closed: bool = False
     peer_closed: bool = False

@@ -25,8 +25,12 @@ class MeterMetrics:
         self.projected = Gauge(
             "turnkit_meter_projected_month_spend_dollars", "This month's cost at the rate so far", lab, registry=r
         )
-        self.budget = Gauge("turnkit_meter_region_budget_dollars", "[quotas] region_monthly_budget", ["region"], registry=r)
-        self.buffered = Gauge("turnkit_meter_buffered_batches", "Batches waiting for the central store", lab, registry=r)
+        self.budget = Gauge(
+            "turnkit_meter_region_budget_dollars", "[quotas] region_monthly_budget", ["region"], registry=r
+        )
+        self.buffered = Gauge(
+            "turnkit_meter_buffered_batches", "Batches waiting for the central store", lab, registry=r
+        )
         self.budget.labels(region=region).set(budget)
 
     def count(self, usage: Usage) -> None:
