@@ -104,6 +104,8 @@ def step(sessions: dict[str, Session], event: Event, now: float) -> Step:
         extra = (event.counts - session.peer).clamp()
         nxt = replace(session, peer=session.peer + extra, peer_closed=True, deleted=True, last_seen=now)
         usage = _traffic_usage(day, session.user, Counts(), extra)
+    if current is None:  # first sight of a session whose `new` the meter missed: it started all the same
+        usage = replace(usage, started=1)
     if nxt.complete:
         gone, ended = _end(nxt, now)
         return Step(remove=(gone,), usage=(usage, ended))

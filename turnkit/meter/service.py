@@ -127,13 +127,16 @@ class Meter:
             finally:
                 await client.aclose()
 
-    def ship_once(self) -> int:
-        """Seal pending usage and send every waiting batch in order; how many were sent."""
+    async def ship_once(self) -> int:
+        """Seal pending usage and send every waiting batch in order; how many were sent.
+
+        SQLite stays on the loop's thread; only the network call runs in a worker thread.
+        """
         self.buffer.seal()
         sent = 0
         for batch_id, rows in self.buffer.batches():
             try:
-                self.central.apply(self.s.node, self.s.region, batch_id, rows)
+                await asyncio.to_thread(self.central.apply, self.s.node, self.s.region, batch_id, rows)
             except (redis.RedisError, OSError) as exc:
                 log.warning("central store unreachable (%s); batch %s stays buffered", type(exc).__name__, batch_id)
                 break
@@ -145,8 +148,8 @@ class Meter:
     async def ship(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await _sleep(stop, self.s.flush_interval)
-            await asyncio.to_thread(self.ship_once)
-        await asyncio.to_thread(self.ship_once)
+            await self.ship_once()
+        await self.ship_once()
 
     async def run(self, stop: asyncio.Event) -> None:
         await asyncio.gather(self.subscribe(stop), self.reconcile(stop), self.ship(stop))
