@@ -94,12 +94,13 @@ class MeterProc:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     starts: list[int] = field(default_factory=list)
+    metrics_port: int = field(default_factory=free_port)
 
     def start(self) -> None:
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "turnkit", "meter", "run", "--node", "turn-1", "--region", "local",
-             "--buffer", str(self.buffer), "--ca-file", str(self.ca), "--metrics-port", "0"],
+             "--buffer", str(self.buffer), "--ca-file", str(self.ca), "--metrics-port", str(self.metrics_port)],
             cwd=self.project, env=self.env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
         self.starts.append(self.proc.pid)

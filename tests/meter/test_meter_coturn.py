@@ -8,7 +8,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests import turnclient
 from tests.daemons import Coturn, local_config, start_coturn
@@ -107,6 +109,18 @@ async def test_usage_reports_relayed_bytes_per_user(rig: Rig) -> None:
         assert_within(wait_usage(rig, user))
     doc = stack.usage_json(rig.project, rig.env, rig.ca, "--by", "node")
     assert [r["key"] for r in doc["rows"]] == ["local/turn-1"]
+    metrics = httpx.get(f"http://127.0.0.1:{rig.meter.metrics_port}/metrics").text
+    assert "alice" not in metrics and "bob" not in metrics
+    samples = {
+        (s.name, s.labels.get("direction")): s.value
+        for f in text_string_to_metric_families(metrics)
+        for s in f.samples
+        if s.labels.get("node") == "turn-1"
+    }
+    to_peer = samples[("turnkit_meter_relayed_bytes_total", "to_peer")]
+    assert abs(to_peer - 2 * PACKETS * PAYLOAD) <= 2 * PACKETS * PAYLOAD * TOLERANCE
+    assert samples[("turnkit_meter_sessions_ended_total", None)] == 2
+    assert samples[("turnkit_meter_live_allocations", None)] == 0
 
 
 async def test_meter_restart_mid_stream_neither_loses_nor_double_counts(rig: Rig) -> None:
