@@ -66,7 +66,7 @@ def central_redis(workdir: Path) -> tuple[RedisServer, pki.CertFiles]:
     acl = workdir / "users.acl"
     acl.write_text(
         "user default off\n"
-        f"user {CENTRAL_USER} on >{CENTRAL_PASSWORD} ~turnkit:usage:* +eval +hincrby +set +hgetall +hget +ping +hello +auth +client\n"
+        f"user {CENTRAL_USER} on >{CENTRAL_PASSWORD} ~turnkit:usage:* +eval +hincrby +set +hgetall +hget +scan +ping +hello +auth +client\n"
     )
     args = [
         "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",

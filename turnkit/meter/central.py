@@ -90,17 +90,20 @@ class Central:
         return bool(done)
 
     def rows(self, since: dt.date, until: dt.date) -> list[Row]:
-        """Every row of the days from `since` to `until` (inclusive)."""
+        """Every row of the days from `since` to `until` (inclusive); only days that have data are read."""
+        first, last = since.isoformat(), until.isoformat()
+        days = sorted(
+            day
+            for key in self.redis.scan_iter(match=day_key("*"), count=1000)
+            if first <= (day := _text(key).rsplit(":", 1)[1]) <= last
+        )
         out: list[Row] = []
-        day = since
-        while day <= until:
+        for day in days:
             merged: dict[tuple[str, str, str], dict[str, int]] = {}
-            raw = self.redis.hgetall(day_key(day.isoformat()))
-            for field, value in raw.items():
+            for field, value in self.redis.hgetall(day_key(day)).items():
                 region, node, user, metric = _text(field).split("|")
                 merged.setdefault((region, node, unquote(user)), {})[metric] = int(value)
-            out += [Row(day.isoformat(), r, n, u, m) for (r, n, u), m in merged.items()]
-            day += dt.timedelta(days=1)
+            out += [Row(day, r, n, u, m) for (r, n, u), m in merged.items()]
         return out
 
     def month_user_egress(self, month: str, user: str) -> int:
