@@ -81,3 +81,13 @@ def test_region_over_budget_hands_out_no_relays(tmp_path: Path) -> None:
         over = ice.issue("dave", "local")
         assert (over.turn, over.turn_urls, has_turn(over.servers)) == ("region-over-budget", [], False)
         assert over.servers == [{"urls": ["stun:127.0.0.1:3478"]}]
+
+
+def test_gate_fails_open_and_backs_off_when_the_store_is_down(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, quotas={"user_monthly_gb": 0.000001})
+    now = [1_764_000_000.0]
+    refused = Central.from_url("redis://127.0.0.1:1/0", timeout=1.0)  # nothing listens on port 1
+    gate = CentralQuota(cfg, refused, clock=lambda: now[0], ttl=30)
+    assert gate.decide("alice", "local") == Decision(Turn.OK, "local")
+    assert gate._down_until == now[0] + 30  # the next 30 s of requests do not wait on the store
+    assert gate.decide("bob", "local") == Decision(Turn.OK, "local")

@@ -36,6 +36,7 @@ class CentralQuota:
         self.cfg, self.store, self.clock, self.ttl = cfg, store, clock, ttl
         self._users: dict[tuple[str, str], tuple[float, int]] = {}
         self._regions: tuple[float, str, dict[str, int]] | None = None
+        self._down_until = 0.0  # after a failed read, skip the store for `ttl` (never block every request)
 
     def _user_egress(self, month: str, user: str, now: float) -> int:
         hit = self._users.get((month, user))
@@ -53,11 +54,14 @@ class CentralQuota:
         now = self.clock()
         month = dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m")
         q = self.cfg.quotas
+        if now < self._down_until:
+            return quota.Decision(quota.Turn.OK, region)
         try:
             egress = self._user_egress(month, user, now) if q.user_monthly_gb else 0
             spend = self._spend(month, now) if q.region_monthly_budget else {}
         except (redis.RedisError, OSError) as exc:
-            log.warning("usage store unreachable (%s); quotas not enforced for now", type(exc).__name__)
+            log.warning("usage store unreachable (%s); quotas not enforced for %gs", type(exc).__name__, self.ttl)
+            self._down_until = now + self.ttl
             return quota.Decision(quota.Turn.OK, region)
         return quota.decide(region, egress, q.user_monthly_gb, spend, dict(q.region_monthly_budget), q.fallback_region)
 
