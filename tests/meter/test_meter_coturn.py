@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests import turnclient
 from tests.daemons import Coturn, local_config, start_coturn
 from tests.meter import stack
-from turnkit import credentials
+from turnkit import config, credentials
 
 SECRET = "meter-test-secret"
 PAYLOAD = 1000
@@ -26,6 +26,7 @@ TOLERANCE = 0.02
 @dataclass
 class Rig:
     project: Path
+    cfg: config.Config
     coturn: Coturn
     statsdb: stack.RedisServer
     central: stack.RedisServer
@@ -47,21 +48,23 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     env = stack.meter_env(statsdb, central)
     meter = stack.MeterProc(tmp_path, env, certs.ca, tmp_path / "meter" / "buffer.sqlite", tmp_path / "meter.log")
     meter.start()
-    rig = Rig(tmp_path, coturn, statsdb, central, certs.ca, meter)
+    rig = Rig(tmp_path, cfg, coturn, statsdb, central, certs.ca, meter)
     try:
         yield rig
     finally:
         meter.stop()
-        coturn.stop()
+        rig.coturn.stop()
         central.stop()
         statsdb.stop()
 
 
-async def relay_both_ways(port: int, at: dict[int, Callable[[], None]] | None = None) -> None:
-    """alice and bob each send PACKETS × PAYLOAD bytes to the other's relayed address, then close."""
+async def relay_both_ways(
+    port: int, at: dict[int, Callable[[], None]] | None = None, users: tuple[str, str] = ("alice", "bob")
+) -> None:
+    """Two users each send PACKETS × PAYLOAD bytes to the other's relayed address, then close."""
     now = int(time.time())
-    alice = credentials.issue("alice", SECRET, now, 600)
-    bob = credentials.issue("bob", SECRET, now, 600)
+    alice = credentials.issue(users[0], SECRET, now, 600)
+    bob = credentials.issue(users[1], SECRET, now, 600)
     ta, _ = await turnclient.allocate(port, alice.username, alice.password)
     tb, _ = await turnclient.allocate(port, bob.username, bob.password)
     try:
@@ -140,3 +143,21 @@ async def test_central_store_outage_delays_but_loses_nothing(rig: Rig) -> None:
     rig.central.start()
     for user in ("alice", "bob"):
         assert_within(wait_usage(rig, user))
+
+
+async def test_meter_keeps_working_across_coturn_and_statsdb_restarts(rig: Rig) -> None:
+    extra = {"coturn_statsdb_password": stack.STATSDB_PASSWORD, "coturn_statsdb_port": rig.statsdb.port}
+    rig.coturn.stop()
+    rig.coturn = start_coturn(rig.cfg, [SECRET], rig.project / "coturn-2", extra=extra)
+    await relay_both_ways(rig.coturn.port, users=("carol", "dave"))
+    for user in ("carol", "dave"):
+        assert_within(wait_usage(rig, user))
+    rig.statsdb.stop()
+    rig.statsdb.start()
+    rig.meter.wait_subscribed(2)  # the meter reconnected on its own
+    # coturn reconnects on its own (`redis_reconnect: Re-connected to redis, async` in its log)
+    await relay_both_ways(rig.coturn.port, users=("erin", "frank"))
+    for user in ("erin", "frank"):
+        assert_within(wait_usage(rig, user))
+    assert len(rig.meter.starts) == 1
+    assert "Re-connected to redis" in rig.coturn.log_text()
