@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -65,7 +66,9 @@ def central_redis(workdir: Path) -> tuple[RedisServer, pki.CertFiles]:
     port = free_port()
     acl = workdir / "users.acl"
     acl.write_text(
-        "user default off\n"
+        # Not `user default off`: Redis 7.0.15 then replays the AOF's MULTI/EXEC as that user, gets NOPERM and
+        # drops the data at restart (docs/metering.md). An unguessable password keeps the default user unusable.
+        f"user default on >{secrets.token_hex(32)} ~* &* +@all\n"
         f"user {CENTRAL_USER} on >{CENTRAL_PASSWORD} ~turnkit:usage:* +eval +hincrby +set +hgetall +hget +scan +ping +hello +auth +client\n"
     )
     args = [
