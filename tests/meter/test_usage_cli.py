@@ -103,3 +103,13 @@ def test_unreachable_store_and_missing_url(tmp_path: Path) -> None:
     out = turnkit(tmp_path, env, "usage")
     assert (out.returncode, out.stderr.strip()) == (3, "error: central usage store unreachable (ConnectionError)")
     assert "pw-not-shown" not in out.stderr
+
+
+def test_prometheus_textfile_is_the_central_aggregate(project: tuple[Path, dict[str, str]]) -> None:
+    cwd, env = project
+    out = turnkit(cwd, env, "usage", "--by", "region", "--prometheus", str(cwd / "usage.prom"))
+    assert out.returncode == 0, out.stderr
+    text = (cwd / "usage.prom").read_text()
+    assert 'turnkit_usage_month_egress_bytes{region="lab"} 4e+09' in text
+    assert 'turnkit_usage_month_spend_dollars{region="eu"} 0.18' in text
+    assert "alice" not in text

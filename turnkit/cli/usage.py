@@ -12,6 +12,7 @@ import typer
 from turnkit.cli import output
 from turnkit.cli.common import CONFIG_OPTION, load_config
 from turnkit.errors import ConfigError, InputError, TurnkitError
+from turnkit.fsutil import atomic_write
 from turnkit.meter import cost, report
 from turnkit.meter.central import Central
 
@@ -28,6 +29,9 @@ def usage(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
     as_csv: bool = typer.Option(False, "--csv", help="CSV on stdout."),
     ca_file: Path | None = typer.Option(None, "--ca-file", help="CA bundle of the central store's cert."),
+    prometheus: Path | None = typer.Option(
+        None, "--prometheus", help="Also write this month's per-region aggregate as a node_exporter textfile."
+    ),
     config: Path = CONFIG_OPTION,
 ) -> None:
     """Usage and estimated cost per user, node, region or day, and this month's projection.
@@ -57,6 +61,8 @@ def usage(
         return cost.price_per_gb(cfg, name)
 
     month = report.month_projection(rows, price, now)
+    if prometheus is not None:
+        atomic_write(prometheus, report.prometheus(rows, price, now))
     items = report.lines([r for r in rows if r.day >= first.isoformat()], by, price, top)
     if as_json:
         output.emit_json(report.to_json(by, items, month))

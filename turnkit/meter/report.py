@@ -91,3 +91,33 @@ def human(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
         n /= 1000
     return str(n)
+
+
+def prometheus(rows: Sequence[Row], price: Callable[[str], float], now: dt.datetime) -> str:
+    """The central aggregate as a node_exporter textfile: this month's egress, spend and projection per region."""
+    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+    month = now.strftime("%Y-%m")
+    registry = CollectorRegistry()
+    egress = Gauge(
+        "turnkit_usage_month_egress_bytes", "Billed egress this month (central store)", ["region"], registry=registry
+    )
+    spend = Gauge(
+        "turnkit_usage_month_spend_dollars", "Estimated cost this month (central store)", ["region"], registry=registry
+    )
+    projected = Gauge(
+        "turnkit_usage_month_projected_dollars",
+        "This month's cost at the rate so far (central store)",
+        ["region"],
+        registry=registry,
+    )
+    per_region: dict[str, int] = {}
+    for r in rows:
+        if r.day[:7] == month:
+            per_region[r.region] = per_region.get(r.region, 0) + r.get("client_tx") + r.get("peer_tx")
+    for region, total in sorted(per_region.items()):
+        dollars = cost.cost(total, price(region))
+        egress.labels(region=region).set(total)
+        spend.labels(region=region).set(dollars)
+        projected.labels(region=region).set(cost.projection(dollars, now))
+    return generate_latest(registry).decode()
