@@ -103,13 +103,13 @@ def statsdb_context(cfg: Config, region: str) -> dict[str, Any]:
         "coturn_statsdb_dbname": cfg.meter.statsdb_dbname,
         "coturn_statsdb_password": None,
         "coturn_bps_capacity": cfg.meter.node_bps_capacity,
-        "meter_region": region,
-        "meter_statsdb_unit": "redis-server@turnkit-statsdb.service",
-        "meter_config_dir": "/etc/turnkit",
-        "meter_env_file": "/etc/turnkit/meter.env",
-        "meter_exec": "/opt/turnkit/venv/bin/turnkit",
-        "meter_metrics_host": "0.0.0.0",
-        "meter_metrics_port": cfg.meter.metrics_port,
+        "coturn_meter_region": region,
+        "coturn_meter_statsdb_unit": "redis-server@turnkit-statsdb.service",
+        "coturn_meter_config_dir": "/etc/turnkit",
+        "coturn_meter_env_file": "/etc/turnkit/meter.env",
+        "coturn_meter_exec": "/opt/turnkit/venv/bin/turnkit",
+        "coturn_meter_metrics_host": "0.0.0.0",
+        "coturn_meter_metrics_port": cfg.meter.metrics_port,
     }
 
 
