@@ -140,6 +140,7 @@ def usage_json(cwd: Path, env: dict[str, str], ca: Path, *args: str) -> dict[str
 def meter_env(statsdb: RedisServer, central: RedisServer) -> dict[str, str]:
     return {
         **os.environ,
-        "TURNKIT_METER_STATSDB_URL": f"redis://:{STATSDB_PASSWORD}@127.0.0.1:{statsdb.port}/0",
+        "TURNKIT_STATSDB_URL": f"redis://127.0.0.1:{statsdb.port}/0",
+        "TURNKIT_STATSDB_PASSWORD": STATSDB_PASSWORD,
         "TURNKIT_METER_CENTRAL_URL": central_url(central),
     }

@@ -17,8 +17,9 @@ from turnkit.meter.service import Meter, MeterSettings
 
 meter_app = typer.Typer(help="Meter relayed bytes per user, node, region and day.", no_args_is_help=True)
 
-#: Where the node's statsdb Redis URL (with its password) comes from; never argv.
-STATSDB_URL_ENV = "TURNKIT_METER_STATSDB_URL"
+#: The node's statsdb Redis, as `turnkit drain` reads it: URL and password from the environment, never argv.
+STATSDB_URL_ENV = "TURNKIT_STATSDB_URL"
+STATSDB_PASSWORD_ENV = "TURNKIT_STATSDB_PASSWORD"
 
 
 def _env(name: str) -> str:
@@ -40,7 +41,7 @@ def run(
 ) -> None:
     """Subscribe to coturn's statsdb events and ship usage to the central store until SIGTERM.
 
-    URLs come from the environment: TURNKIT_METER_STATSDB_URL and [meter] central_url_env.
+    From the environment: TURNKIT_STATSDB_URL, TURNKIT_STATSDB_PASSWORD and [meter] central_url_env.
     Example: turnkit meter run --node turn-1 --region eu
     """
     from prometheus_client import start_http_server
@@ -51,6 +52,7 @@ def run(
         node=node,
         region=region,
         statsdb_url=_env(STATSDB_URL_ENV),
+        statsdb_password=os.environ.get(STATSDB_PASSWORD_ENV) or None,
         central_url=_env(cfg.meter.central_url_env),
         buffer=buffer or cfg.resolve(cfg.meter.buffer),
         flush_interval=cfg.meter.flush_interval,

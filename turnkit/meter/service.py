@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
@@ -42,6 +42,7 @@ class MeterSettings:
     budget: float
     ca_file: str | None = None
     grace: float = ledger.GRACE
+    statsdb_password: str | None = field(default=None, repr=False)
 
 
 class Meter:
@@ -89,7 +90,7 @@ class Meter:
     async def subscribe(self, stop: asyncio.Event) -> None:
         attempt = 0
         while not stop.is_set():
-            client = aredis.Redis.from_url(self.s.statsdb_url, socket_connect_timeout=5)
+            client = self._statsdb()
             try:
                 async with client.pubsub() as pubsub:
                     await pubsub.psubscribe(events.PATTERN)
@@ -108,6 +109,9 @@ class Meter:
             await _sleep(stop, BACKOFF[min(attempt, len(BACKOFF) - 1)])
             attempt += 1
 
+    def _statsdb(self) -> aredis.Redis:
+        return aredis.Redis.from_url(self.s.statsdb_url, password=self.s.statsdb_password, socket_connect_timeout=5)
+
     async def reconcile_once(self, client: aredis.Redis) -> None:
         live = set()
         async for key in client.scan_iter(match=events.STATUS_KEYS, count=1000):
@@ -119,7 +123,7 @@ class Meter:
     async def reconcile(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await _sleep(stop, RECONCILE_EVERY)
-            client = aredis.Redis.from_url(self.s.statsdb_url, socket_connect_timeout=5)
+            client = self._statsdb()
             try:
                 await self.reconcile_once(client)
             except (redis.RedisError, OSError) as exc:
