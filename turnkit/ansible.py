@@ -37,7 +37,13 @@ CONNECTIONS: dict[str, str] = {
 
 #: Variables that must never be written to the inventory (they go to the secrets file).
 SECRET_VARS: frozenset[str] = frozenset(
-    {"coturn_static_auth_secrets", "coturn_key_pem", "signaling_secrets_json", "signaling_environment"}
+    {
+        "coturn_static_auth_secrets",
+        "coturn_key_pem",
+        "coturn_statsdb_password",
+        "signaling_secrets_json",
+        "signaling_environment",
+    }
 )
 
 #: Environment for a parseable, colourless run of the default stdout callback.

@@ -189,6 +189,9 @@ class Config(_Model):
     signaling: Signaling = Signaling()
     tls: Tls = Tls()
     regions: dict[Annotated[str, Field(pattern=_NAME)], Region] = {}
+    cost: Cost = Field(default_factory=lambda: Cost())
+    quotas: Quotas = Field(default_factory=lambda: Quotas())
+    meter: Meter = Field(default_factory=lambda: Meter())
     path: Path = Field(default=Path(DEFAULT_CONFIG_NAME), exclude=True)
 
     def region(self, name: str) -> Region:
@@ -303,3 +306,40 @@ def load(path: Path | str | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p.name}: invalid TOML: {exc}") from None
     return parse(data, p.resolve())
+
+
+# -- metering (issue 14): new sections, kept at the end of the file -------------------------------
+
+#: Egress $/GB defaults per provider (what the provider bills: traffic leaving the node).
+#: aws: EC2 data transfer out to the internet, first 10 TB/month tier (aws.amazon.com/ec2/pricing/on-demand,
+#: $0.09/GB in us-east-1 and eu-central-1); static/local: 0 (flat-rate or no bill).
+DEFAULT_EGRESS_PER_GB: dict[str, float] = {"aws": 0.09, "static": 0.0, "local": 0.0}
+
+Money = Annotated[float, Field(ge=0)]
+
+
+class Cost(_Model):
+    """`[cost]`: $/GB of billed egress per region; unset regions use their provider's default."""
+
+    per_gb: dict[str, Money] = {}
+    currency: str = "USD"
+
+
+class Quotas(_Model):
+    """`[quotas]`: a user's monthly relayed GB and each region's monthly budget (0 = no limit)."""
+
+    user_monthly_gb: Annotated[float, Field(ge=0)] = 0.0
+    region_monthly_budget: dict[str, Money] = {}
+    fallback_region: str | None = None
+
+
+class Meter(_Model):
+    """`[meter]`: the on-node meter and the central store it ships usage to."""
+
+    statsdb_port: Port = 6390
+    statsdb_dbname: Annotated[int, Field(ge=0, le=15)] = 0
+    central_url_env: str = "TURNKIT_METER_CENTRAL_URL"
+    buffer: str = "/var/lib/turnkit-meter/buffer.sqlite"
+    flush_interval: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    metrics_port: Port = 9641
+    node_bps_capacity: Annotated[int, Field(ge=0)] = 0

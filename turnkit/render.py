@@ -172,6 +172,24 @@ def coturn_context(cfg: Config, node: Node, secrets: Sequence[str], coturn_versi
         "coturn_verbose": False,
         "coturn_limit_nofile": 1048576,
         "coturn_bind_privileged": min(ports.listening, ports.tls) < 1024,
+        **statsdb_context(cfg, node.region),
+    }
+
+
+def statsdb_context(cfg: Config, region: str) -> dict[str, Any]:
+    """The node-local statsdb Redis (issue 14); its password comes in through `coturn_statsdb_password`."""
+    return {
+        "coturn_statsdb_port": cfg.meter.statsdb_port,
+        "coturn_statsdb_dbname": cfg.meter.statsdb_dbname,
+        "coturn_statsdb_password": None,
+        "coturn_bps_capacity": cfg.meter.node_bps_capacity,
+        "coturn_meter_region": region,
+        "coturn_meter_statsdb_unit": "redis-server@turnkit-statsdb.service",
+        "coturn_meter_config_dir": "/etc/turnkit",
+        "coturn_meter_env_file": "/etc/turnkit/meter.env",
+        "coturn_meter_exec": "/opt/turnkit/venv/bin/turnkit",
+        "coturn_meter_metrics_host": "0.0.0.0",
+        "coturn_meter_metrics_port": cfg.meter.metrics_port,
     }
 
 
@@ -284,6 +302,8 @@ REGION_TARGETS: tuple[Target, ...] = (
 NODE_TARGETS: tuple[tuple[str, str, int], ...] = (
     ("coturn/turnserver.conf.j2", "turnserver.conf", 0o640),
     ("coturn/coturn-override.conf.j2", "systemd/coturn.service.d/turnkit.conf", 0o644),
+    ("systemd/turnkit-meter.service.j2", "systemd/turnkit-meter.service", 0o644),
+    ("redis/turnkit-statsdb.conf.j2", "redis/redis-turnkit-statsdb.conf", 0o640),
 )
 
 

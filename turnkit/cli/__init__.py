@@ -24,6 +24,8 @@ COMMAND_MODULES = (
     "turnkit.cli.deploy",
     "turnkit.cli.inventory",
     "turnkit.cli.drain",
+    "turnkit.cli.meter",
+    "turnkit.cli.usage",
 )
 
 app = typer.Typer(
