@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := coturn nginx libnginx-mod-stream redis-server certbot pebble chromium prometheus \
+APT_PACKAGES := coturn nginx libnginx-mod-stream redis-server redis-sentinel certbot pebble chromium prometheus \
                 debootstrap systemd openssl wrk iproute2
 DEMO_DIR ?= demo
 export PIP_DISABLE_PIP_VERSION_CHECK := 1

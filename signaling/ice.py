@@ -124,14 +124,16 @@ class IceProvider:
         return found
 
     def healthy_nodes(self, region: str | None) -> list[Node]:
-        """The region's nodes minus those the latest probe marked failing (all of them if none pass)."""
+        """The region's nodes minus those the latest probe marked failing and those draining (if none
+        is left: every node not draining, else all of them)."""
         if region is None:
             return []
         every = self._region_nodes(region)
-        ok = health.healthy(every, self.health.current())
+        current = self.health.current()
+        ok = health.healthy(every, current)
         if every and not ok:
-            log.warning("every node of region %s is marked unhealthy; offering them all", region)
-            return every
+            log.warning("every node of region %s is marked unhealthy or draining; offering them anyway", region)
+            return health.serving(every, current) or every
         return ok
 
     def issue(self, user: str, region: str | None) -> IceSet:

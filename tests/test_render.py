@@ -86,11 +86,11 @@ def test_nat_node_gets_external_ip_mapping(tmp_path: Path) -> None:
     assert "external-ip" not in conf2 and "listening-ip=198.51.100.8" in conf2
 
 
-def test_all_secrets_rendered_and_auth_required(tmp_path: Path) -> None:
+def test_secrets_come_from_the_userdb_and_auth_required(tmp_path: Path) -> None:
     conf = render_fleet(tmp_path, tls_443=False)["turn-1/turnserver.conf"].content
-    assert [line for line in conf.splitlines() if line.startswith("static-auth-secret=")] == [
-        f"static-auth-secret={s}" for s in SECRETS
-    ]
+    assert not any(s in conf for s in SECRETS)  # coturn reads them from its turn_secret table
+    assert "static-auth-secret" not in conf
+    assert [line for line in conf.splitlines() if line.startswith("userdb=")] == ["userdb=/var/lib/turn/turndb"]
     for flag in (
         "use-auth-secret",
         "fingerprint",

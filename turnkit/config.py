@@ -103,6 +103,10 @@ class Jwt(_Model):
     leeway: Annotated[int, Field(ge=0, le=300)] = 30
 
 
+#: A serialised web origin (RFC 6454 §6.2): http(s)://host[:port], nothing after it.
+_ORIGIN = r"^https?://([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$"
+
+
 class Signaling(_Model):
     """The bundled signaling service: where it listens and how it protects itself."""
 
@@ -119,6 +123,9 @@ class Signaling(_Model):
     default_region: str | None = None
     health_file: str | None = None
     refresh_margin: Annotated[int, Field(ge=10)] = 300
+    max_connections_per_user: Annotated[int, Field(ge=1, le=10_000)] = 20
+    #: Origins whose pages may open /ws (default: https://<server_name>; a local region adds loopback).
+    allowed_origins: list[Annotated[str, Field(pattern=_ORIGIN)]] | None = None
     jwt: Jwt = Jwt()
 
 

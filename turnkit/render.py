@@ -22,6 +22,8 @@ from turnkit.nodes import Node
 
 HEADER = f"Managed by turnkit {__version__}; local changes are overwritten on the next render or deploy."
 DEFAULT_COTURN_VERSION = "4.6.1"
+#: coturn's SQLite userdb holding the accepted secrets (turnkit.secretdb): Debian's own, owned by turnserver.
+USERDB_FILE = "/var/lib/turn/turndb"
 
 #: Peer addresses a relay must never reach. IPv4: the RFC 6890 special-purpose ranges (with
 #: 169.254.169.254, cloud metadata). IPv6: every entry of IANA's IPv6 Special-Purpose Address
@@ -152,6 +154,7 @@ def coturn_context(cfg: Config, node: Node, secrets: Sequence[str], coturn_versi
         "coturn_max_port": ports.relay_max,
         "coturn_realm": cfg.project.effective_realm,
         "coturn_static_auth_secrets": list(secrets),
+        "coturn_userdb": USERDB_FILE,
         "coturn_stale_nonce": coturn.stale_nonce,
         "coturn_user_quota": coturn.user_quota,
         "coturn_total_quota": coturn.total_quota,

@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 from tests.deploy.conftest import Site, run_cli
-from turnkit import keyring, localstack
+from turnkit import keyring, localstack, secretdb
 from turnkit.nodes import region_nodes
 
 
@@ -100,11 +100,14 @@ def test_changed_config_restarts_only_what_changed(site: Site) -> None:
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["promoted"] == ring.secrets[0].id
     after = localstack.status(cfg, "local")
-    assert after["coturn-turn-1"] != before["coturn-turn-1"]  # new accepted secret: coturn restarted
+    assert after["coturn-turn-1"] == before["coturn-turn-1"]  # new accepted secret: a table row, no restart
     assert after["signaling"] == before["signaling"]  # it re-reads the keyring itself
-    conf = localstack.layout(cfg, "local").coturn_dir(region_nodes(cfg, "local")[0]) / "turnserver.conf"
-    assert conf.read_text().count("static-auth-secret=") == 2
+    lay, node = localstack.layout(cfg, "local"), region_nodes(cfg, "local")[0]
+    conf = lay.coturn_dir(node) / "turnserver.conf"
+    assert "static-auth-secret=" not in conf.read_text()
     assert stat.S_IMODE(conf.stat().st_mode) == 0o600
+    assert sorted(secretdb.read(lay.userdb(node), cfg.project.effective_realm)) == sorted(ring.accepted)
+    assert stat.S_IMODE(lay.userdb(node).stat().st_mode) == 0o600
 
 
 def test_dry_run_only_plans(site: Site) -> None:

@@ -15,9 +15,10 @@ import pytest
 from tests.provision.conftest import run_cli, write_config
 from turnkit import config as config_mod
 from turnkit.errors import ExitCode, TurnkitError
-from turnkit.nodes import region_nodes, state_file
+from turnkit.nodes import region_nodes
 from turnkit.provision import ProvisionError, changes, provider_for
 from turnkit.provision.aws import TAG_NODE, TAG_PROJECT, TAG_REGION
+from turnkit.provision.base import state_file
 
 REGION = "eu-central-1"
 

@@ -19,11 +19,12 @@ from turnkit import clock, keyring, nodes
 from turnkit.cli import output
 from turnkit.cli.common import CONFIG_OPTION, JSON_OPTION, load_config
 from turnkit.config import Config
-from turnkit.errors import ConfigError, ExitCode, InputError, WriteError
+from turnkit.errors import ExitCode, InputError, NotProvisioned, WriteError
 from turnkit.fsutil import atomic_write
 from turnkit.probe import history, record, report, runner, signaling, targets
 from turnkit.probe.checks import CHECKS, FORBIDDEN_PEERS, NEEDS_CREDENTIAL, CredentialSource, Options, minting
 from turnkit.probe.result import CheckResult, Credential, Endpoint
+from turnkit.provision import provider_for
 
 
 class _ProbeGroup(TyperGroup):
@@ -63,7 +64,7 @@ def _known_nodes(cfg: Config | None) -> dict[str, nodes.Node]:
         try:
             for n in nodes.region_nodes(cfg, name):
                 found.setdefault(n.hostname, n)
-        except ConfigError:
+        except NotProvisioned:
             continue
     return found
 
@@ -184,8 +185,8 @@ def run(
     if ca_file is not None and not ca_file.is_file():
         raise InputError(f"--ca-file: `{ca_file}` is not a file")
     cfg = _config_or_none(config, required=bool(region or all_regions))
-    if ca_file is None and cfg is not None and region and cfg.region(region).provider == "local":
-        ca_file = _local_ca(cfg, region)
+    if ca_file is None and cfg is not None and region:
+        ca_file = provider_for(cfg, region).ca_file()  # a local region's private CA, if it has one
     creds: dict[str, Credential] = {}
     if via_signaling:
         if urls or all_regions:
@@ -222,15 +223,7 @@ def run(
     if not no_record:
         record.publish(cfg, results, started, history_file)
     if not report.all_ok(results):
-        raise typer.Exit(int(ExitCode.CHECK_FAILED))
-
-
-def _local_ca(cfg: Config, region: str) -> Path | None:
-    """The local region's private CA (made by `turnkit deploy --region local`), if it exists."""
-    from turnkit import localstack
-
-    path = localstack.ca_file(cfg, region)
-    return path if path.is_file() else None
+        output.abort("", ExitCode.CHECK_FAILED)  # the table says which checks failed
 
 
 _BUCKETS = {"hour": 3600, "day": 86400}
