@@ -184,10 +184,15 @@ def test_real_nginx_logs_ws_and_api_requests_without_their_tokens(tmp_path: Path
             plain.request("GET", path)
             statuses.append(plain.getresponse().status)
             plain.close()
+        for path in ("/metrics", "/healthz", "/readyz"):  # internals stay on the instance ports
+            https = http.client.HTTPSConnection("127.0.0.1", https_port, context=context, timeout=10)
+            https.request("GET", path, headers={"Host": "call.example.test"})
+            statuses.append(https.getresponse().status)
+            https.close()
     finally:
         daemons.stop_process(proc)
-    assert statuses == [502, 301, 502, 301]
+    assert statuses == [502, 301, 502, 301, 404, 404, 404]
     log = (tmp_path / "logs" / "access.log").read_text()
-    assert len(log.splitlines()) == 4
+    assert len(log.splitlines()) == 7
     assert log.count('"GET /ws HTTP/1.1"') == 2 and log.count('"GET /api/ice-servers HTTP/1.1"') == 2
     assert token not in log and "token=" not in log

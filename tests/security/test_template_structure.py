@@ -147,7 +147,7 @@ def test_every_value_in_nginx_coturn_certbot_and_hook_is_escaped(template: str, 
 BYPASS = [
     ("coturn/turnserver.conf.j2", "coturn_realm", "example.test\nallow-loopback-peers"),
     ("coturn/turnserver.conf.j2", "coturn_cert_file", "/c.pem\nallowed-peer-ip=169.254.169.254"),
-    ("coturn/turnserver.conf.j2", "coturn_userdb", "/var/lib/turn/turndb\nallow-loopback-peers"),
+    ("coturn/turnserver.conf.j2", "coturn_userdb", "/var/lib/TOPSECRET\nallow-loopback-peers"),
     ("coturn/turnserver.conf.j2", "coturn_statsdb_password", "pw port=1 ip=10.0.0.1\nallow-loopback-peers"),
     ("coturn/turnserver.conf.j2", "coturn_external_ip", "198.51.100.7 #"),
     ("nginx/nginx.conf.j2", "nginx_server_names", ["ok.example.test", "x;}server{"]),
