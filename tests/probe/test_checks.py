@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests import daemons
-from tests.probe.conftest import Project, endpoints, minted
+from tests.helpers.probe import Project, endpoints, minted
 from turnkit import pki
 from turnkit.probe import runner
 from turnkit.probe.checks import Options

@@ -10,7 +10,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests import daemons
-from tests.probe.conftest import Project, turnkit
+from tests.helpers.probe import Project, turnkit
 from turnkit import config as config_mod
 from turnkit import health, keyring
 

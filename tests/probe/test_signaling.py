@@ -15,7 +15,7 @@ import jwt
 import pytest
 
 from tests import daemons
-from tests.probe.conftest import Project, turnkit
+from tests.helpers.probe import Project, turnkit
 from turnkit import config as config_mod
 from turnkit import health
 

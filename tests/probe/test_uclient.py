@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from tests import daemons
-from tests.probe.conftest import Project, endpoints, minted
+from tests.helpers.probe import Project, endpoints, minted
 from turnkit import credentials
 from turnkit.probe import runner, uclient
 from turnkit.probe.checks import Options

@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.provision.conftest import run_cli, write_config
+from tests.helpers.provision import run_cli, write_config
 from turnkit import config as config_mod
 from turnkit.errors import ExitCode, TurnkitError
 from turnkit.nodes import region_nodes

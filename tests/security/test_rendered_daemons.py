@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.security.test_template_structure import ODD
+from tests.helpers.security import ODD
 from turnkit import config, nodes, pki, render, resources
 
 HOOK = "signaling/letsencrypt/renewal-hooks/deploy/turnkit-install-certs.sh"
