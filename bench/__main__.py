@@ -19,7 +19,7 @@ from bench.procs import managed, raise_nofile
 
 #: Section key → (title, benchmark), in document order.
 SECTIONS: dict[str, tuple[str, Callable[[Ctx], report.Section]]] = {
-    "relay": ("1. Signaling relay throughput", relay.bench),
+    "relay": ("1. Signaling relay throughput and CPU per message", relay.bench),
     "capacity": ("2. Capacity: memory per idle joined connection", capacity.bench),
     "creds": ("3. Credentials endpoint", creds.bench),
     "probe": ("4. Probe speed", probe.bench),

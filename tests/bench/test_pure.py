@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -58,13 +59,31 @@ def test_target_description_and_number_format() -> None:
     assert fmt(math.nan) == "n/a"
 
 
-def test_parse_relay_load_line() -> None:
-    out = 'noise\n{"proto":"turnkit","url":"ws://x","pairs":50,"seconds":8,"msgs_per_s":41234,"rtt_p50_ms":2,"rtt_p99_ms":7}\n'
-    assert relay.parse_load(out) == relay.Load(41234.0, 2.0, 7.0)
-    idle = relay.parse_load('{"proto":"turnkit","msgs_per_s":0}')
-    assert idle.msgs_per_s == 0 and math.isnan(idle.p99_ms)
+def test_parse_load_result_line_and_cpu_per_message() -> None:
+    out = (
+        '{"event":"start"}\n{"event":"stop"}\n'
+        '{"proto":"turnkit","pairs":50,"seconds":8,"messages":400000,"msgs_per_s":50000,'
+        '"rtt_p50_ms":1.5,"rtt_p99_ms":7.25,"client_cpu_s":7.2}\n'
+    )
+    load = relay.parse_load(out)
+    assert load == relay.Load(50000.0, 1.5, 7.25, 400000.0, 8.0, 7.2)
+    measured = replace(load, server_cpu_s=6.0)
+    assert measured.server_us_per_msg == pytest.approx(15.0)  # 6 s of CPU over 400,000 messages
+    assert measured.client_us_per_msg == pytest.approx(18.0)
+    assert measured.server_share == pytest.approx(0.75) and measured.client_share == pytest.approx(0.9)
+    assert math.isnan(load.server_us_per_msg)  # no /proc sample: no figure rather than a made-up one
+    idle = relay.parse_load('{"proto":"turnkit","msgs_per_s":0,"rtt_p99_ms":null}')
+    assert idle.msgs_per_s == 0 and math.isnan(idle.p99_ms) and math.isnan(idle.server_us_per_msg)
     with pytest.raises(RuntimeError, match="printed no result"):
-        relay.parse_load("Error: connect ECONNREFUSED")
+        relay.parse_load('{"event":"start"}\nError: connect ECONNREFUSED')
+
+
+def test_relay_row_ratios_against_the_reference() -> None:
+    ref = relay.Load(20000.0, 3.0, 9.0, 160000.0, 8.0, 6.0, 4.0)  # 25 µs/msg
+    ours = relay.Load(40000.0, 1.0, 4.0, 320000.0, 8.0, 7.0, 4.0)  # 12.5 µs/msg
+    row = relay._row("turnkit (memory)", ours, ref, [ours, ref])
+    assert row[:5] == ("turnkit (memory)", "40,000", "12.5", "0.5×", "2×")
+    assert row[7:] == ("50%", "88%", "21.9", "40,000 / 20,000")
 
 
 WRK = """\

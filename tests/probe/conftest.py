@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 
 from tests import daemons
+from turnkit import clock, keyring, render
 from turnkit import config as config_mod
-from turnkit import credentials, keyring, render
-from turnkit.probe.result import Credential, Endpoint, Transport
+from turnkit.probe import checks
+from turnkit.probe.checks import CredentialSource
+from turnkit.probe.result import Endpoint, Transport
 
 LOOPBACK_RANGES = ("127.0.0.0-127.255.255.255", "::1")
 
@@ -72,14 +74,9 @@ def coturn(project: Project) -> Iterator[daemons.Coturn]:
     server.stop()
 
 
-def minted(secret: str) -> Any:
-    """A credential source minting per check from `secret`."""
-
-    def source(ep: Endpoint, check: str) -> Credential:
-        c = credentials.issue(f"probe-{check}-{ep.transport.value}", secret, int(time.time()), 600)
-        return Credential(c.username, c.password, secret)
-
-    return source
+def minted(secret: str) -> CredentialSource:
+    """The probe's own minter: a fresh credential per check from `secret`."""
+    return checks.minting(secret, clock.now)
 
 
 def endpoints(server: daemons.Coturn, loopback_allowed: bool = True) -> list[Endpoint]:
