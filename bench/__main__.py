@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench import call, capacity, creds, env, probe, relay, report
 from bench.common import Ctx
-from bench.procs import managed, raise_nofile
+from bench.procs import CLIENT_CORE, SERVER_CORE, core, managed, raise_nofile
 
 #: Section key → (title, benchmark), in document order.
 SECTIONS: dict[str, tuple[str, Callable[[Ctx], report.Section]]] = {
@@ -86,7 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         os.cpu_count() or 0,
         env.versions(),
-        env.machine_note(load_start, os.getloadavg()[0], args.note, args.quick),
+        env.machine_note(
+            load_start, os.getloadavg()[0], args.note, args.quick, env.pinning(core(SERVER_CORE), core(CLIENT_CORE))
+        ),
     )
     text = {key: report.render_section(section, header) for key, section in rendered.items()}
     old = args.doc.read_text() if args.doc.exists() else ""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from bench import creds, profile, relay, report
+from bench import creds, env, profile, relay, report
 from bench.stats import Target, Verdict, fmt, median, percentile, ratio
 
 
@@ -184,3 +186,13 @@ def test_run_header_names_command_machine_and_versions() -> None:
     assert (
         text == "_Run: `python -m bench` on 2026-01-01 00:00 UTC; nproc 2; python 3.11.7, node 20._\n_Machine: shared._"
     )
+
+
+def test_lockfile_pins_what_package_json_asks_and_the_header_names_it() -> None:
+    bench_dir = Path(env.__file__).parent
+    wanted = json.loads((bench_dir / "package.json").read_text())["dependencies"]
+    assert env.node_versions() == wanted  # exact pins: npm ci installs what the lockfile says
+    assert env.node_versions(bench_dir / "no-such-lock.json") == dict.fromkeys(env.NODE_PACKAGES, "unknown")
+    assert "socket.io" in env.versions()
+    assert env.pinning(0, 1) == "servers pinned to core 0, load generators to core 1 (taskset)"
+    assert env.pinning(None, None).startswith("no core pinning")
