@@ -78,11 +78,9 @@ DAEMON_PROGRAMS = frozenset(
         "prometheus",
     }
 )
-#: One-shot uses of those programs that start nothing: a flag that only checks a config or prints a version.
-ONE_SHOT_FLAGS: dict[str, frozenset[str]] = {
-    "nginx": frozenset({"-t", "-T", "-v", "-V"}),
-    "turnserver": frozenset({"--version"}),
-}
+#: One-shot uses of those programs that start nothing: a flag that only prints a version or checks a config.
+ONE_SHOT_FLAGS = frozenset({"--version"})
+ONE_SHOT_FLAGS_OF: dict[str, frozenset[str]] = {"nginx": frozenset({"-t", "-T", "-v", "-V"})}
 #: turnkit/bench invocations that start daemons themselves (consecutive argv words).
 DAEMON_COMMANDS: tuple[tuple[str, ...], ...] = (("signaling", "serve"), ("deploy",), ("-m", "bench"))
 
@@ -121,7 +119,11 @@ def daemon_in(args: Any) -> str | None:
     words = [os.path.basename(a) for a in paths]
     for path, word in zip(paths, words, strict=True):
         stand_in = os.path.realpath(path).startswith(TMP)  # a test's own fake, e.g. a scripted ansible-playbook
-        if word in DAEMON_PROGRAMS and not stand_in and not ONE_SHOT_FLAGS.get(word, frozenset()) & set(words):
+        if (
+            word in DAEMON_PROGRAMS
+            and not stand_in
+            and not (ONE_SHOT_FLAGS | ONE_SHOT_FLAGS_OF.get(word, frozenset())) & set(words)
+        ):
             return word
     starter = any(w in ("turnkit", "python", "python3") or w.startswith("python3.") for w in words[:3])
     return next((" ".join(run) for run in DAEMON_COMMANDS if starter and _has(words, run)), None)
