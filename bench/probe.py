@@ -36,11 +36,13 @@ UCLIENT_TIMEOUT = 15.0
 TRANSPORTS = (Transport.UDP, Transport.TCP, Transport.TLS)
 
 
-def node_endpoints(server: Coturn, node: str, count: int = 3) -> list[Endpoint]:
-    """`count` distinct endpoints of one local coturn: UDP, TCP, TLS on 127.0.0.1, then the same on 127.0.0.2, ...
+def node_endpoints(
+    server: Coturn, node: str, count: int = 3, ips: Sequence[str] = LISTEN_IPS, loopback: bool = True
+) -> list[Endpoint]:
+    """`count` distinct endpoints of one coturn: UDP, TCP, TLS on ips[0], then the same on ips[1], ...
 
     The probe runs each check once per (address, port, transport), so a fleet of distinct endpoints needs
-    distinct addresses: every benchmark coturn listens on LISTEN_IPS.
+    distinct addresses: every benchmark coturn listens on all of `ips` and relays on ips[0].
     """
     out = []
     for k in range(count):
@@ -49,12 +51,12 @@ def node_endpoints(server: Coturn, node: str, count: int = 3) -> list[Endpoint]:
             Endpoint(
                 region="local",
                 node=f"{node}-{k // 3}" if count > 3 else node,
-                host=LISTEN_IPS[k // 3],
+                host=ips[k // 3],
                 port=server.tls_port if transport is Transport.TLS else server.port,
                 transport=transport,
-                expected_ip="127.0.0.1",
-                loopback_only=True,
-                loopback_allowed=True,
+                expected_ip=ips[0],
+                loopback_only=loopback,
+                loopback_allowed=loopback,
                 server_name="turn.example.test",
             )
         )

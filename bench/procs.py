@@ -156,15 +156,15 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) ->
     raise RuntimeError(f"{url}: no 200 within {timeout:g}s")
 
 
-def wait_tcp(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def wait_tcp(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0, host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"port {port}: process exited with {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
             return
         time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} within {timeout:g}s")
+    raise RuntimeError(f"nothing listening on {host}:{port} within {timeout:g}s")
 
 
 def run(

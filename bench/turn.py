@@ -44,8 +44,13 @@ def start(
     extra: Mapping[str, Any] | None = None,
     certs: pki.CertFiles | None = None,
     relay_ports: tuple[int, int] = (49152, 49999),
+    wrap: Sequence[str] = (),
+    reach: str = "127.0.0.1",
 ) -> Coturn:
-    """Render turn-1's turnserver.conf into `workdir` with free ports and start it; `certs` reuses a certificate."""
+    """Render turn-1's turnserver.conf into `workdir` with free ports and start it; `certs` reuses a certificate.
+
+    `wrap` prefixes the command (e.g. `ip netns exec NS`); `reach` is the address its ports are awaited on.
+    """
     cfg = local_config(workdir)
     port, tls_port = free_port(), free_port()
     certs = certs or pki.make_ca_and_cert(
@@ -69,10 +74,10 @@ def start(
     )
     conf = workdir / "turnserver.conf"
     conf.write_text(files["turn-1/turnserver.conf"].content)
-    proc = procs.start(f"coturn-{port}", ["turnserver", "-c", str(conf)])
+    proc = procs.start(f"coturn-{port}", [*wrap, "turnserver", "-c", str(conf)])
     try:
-        wait_tcp(port, proc)
-        wait_tcp(tls_port, proc)
+        wait_tcp(port, proc, host=reach)
+        wait_tcp(tls_port, proc, host=reach)
     except RuntimeError as exc:
         text = log.read_text(errors="replace")[-3000:] if log.exists() else ""
         raise RuntimeError(f"turnserver did not start: {exc}\n{text}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import re
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import creds, env, profile, relay, report
+from bench import creds, env, latency, netns, profile, relay, report
 from bench.stats import Target, Verdict, fmt, median, percentile, ratio
 
 
@@ -196,3 +197,21 @@ def test_lockfile_pins_what_package_json_asks_and_the_header_names_it() -> None:
     assert "socket.io" in env.versions()
     assert env.pinning(0, 1) == "servers pinned to core 0, load generators to core 1 (taskset)"
     assert env.pinning(None, None).startswith("no core pinning")
+
+
+def test_namespace_addresses_stay_in_the_benchmark_range() -> None:
+    host, inside = netns.plan(4)
+    assert (host, inside) == ("198.19.242.1", ("198.19.242.2", "198.19.242.3", "198.19.242.4", "198.19.242.5"))
+    with pytest.raises(ValueError, match=re.escape("10.0.0.0/24 is outside the benchmark range 198.18.0.0/15")):
+        netns.plan(2, ipaddress.ip_network("10.0.0.0/24"))
+    with pytest.raises(ValueError, match="has room for 1 namespace addresses, not 2"):
+        netns.plan(2, ipaddress.ip_network("198.18.0.0/30"))
+
+
+def test_latency_coturn_denies_the_benchmark_range_except_its_own_subnet() -> None:
+    ranges = latency.denied_except(netns.SUBNET)
+    assert "198.18.0.0-198.19.255.255" not in ranges
+    assert "198.18.0.0-198.18.255.255" in ranges and "198.19.243.0-198.19.243.255" in ranges
+    assert "198.19.240.0-198.19.241.255" in ranges
+    assert not any(r.startswith("198.19.242.") for r in ranges)  # the hole
+    assert "127.0.0.0-127.255.255.255" in ranges and "10.0.0.0-10.255.255.255" in ranges
