@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench import call, capacity, creds, env, latency, probe, relay, report
+from bench import browser, call, capacity, creds, env, latency, probe, relay, report
 from bench.common import Ctx
 from bench.procs import CLIENT_CORE, SERVER_CORE, core, managed, raise_nofile
 
@@ -25,6 +25,7 @@ SECTIONS: dict[str, tuple[str, Callable[[Ctx], report.Section]]] = {
     "probe": ("4. Probe speed", probe.bench),
     "latency": ("4b. Probe fleet at real latency (50 ms RTT)", latency.bench),
     "call": ("5. Call setup", call.bench),
+    "browser": ("5b. Browser call setup", browser.bench),
 }
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
