@@ -1,4 +1,5 @@
-"""A network namespace at real-network latency: a veth pair with `tc netem delay` on both ends.
+"""A network namespace at real-network latency: a veth pair with `tc netem delay` on both ends (when the kernel
+has netem; bench/delay.py stands in otherwise).
 
 Addresses come from one /24 of the benchmark range 198.18.0.0/15 only. The namespace has no default route and
 the host side has only the connected /24, so nothing sent there can leave this machine; `ip netns del` at the
@@ -40,7 +41,7 @@ def _ip(*args: str) -> None:
 def _tc(*args: str) -> None:
     done = subprocess.run(["tc", *args], capture_output=True, text=True, timeout=30, check=False)
     if "qdisc kind is unknown" in done.stderr:
-        raise RuntimeError(f"this kernel ({os.uname().release}) has no netem qdisc (CONFIG_NET_SCH_NETEM unset)")
+        raise NoNetem(f"this kernel ({os.uname().release}) has no netem qdisc (CONFIG_NET_SCH_NETEM unset)")
     if done.returncode != 0:
         raise RuntimeError(f"tc {' '.join(args)}: {done.stderr.strip()}")
 
@@ -55,9 +56,13 @@ def plan(count: int, subnet: ipaddress.IPv4Network = SUBNET) -> tuple[str, tuple
     return str(hosts[0]), tuple(str(h) for h in hosts[1 : count + 1])
 
 
+class NoNetem(RuntimeError):
+    """This kernel has no netem qdisc."""
+
+
 @contextlib.contextmanager
-def delayed(delay_ms: float, count: int = 4) -> Iterator[Namespace]:
-    """A fresh namespace with `count` addresses, `delay_ms` of netem delay each way; removed on exit."""
+def isolated(count: int, delay_ms: float | None = None) -> Iterator[Namespace]:
+    """A fresh namespace with `count` addresses (and `delay_ms` of netem delay each way); removed on exit."""
     tag = f"tkb{os.getpid() % 100000}"
     ns, outside, inside = f"{tag}-ns", f"{tag}h", f"{tag}n"
     host_ip, ips = plan(count)
@@ -71,10 +76,11 @@ def delayed(delay_ms: float, count: int = 4) -> Iterator[Namespace]:
             _ip("-n", ns, "addr", "add", f"{addr}/{prefix}", "dev", inside)
         _ip("-n", ns, "link", "set", inside, "up")
         _ip("-n", ns, "link", "set", "lo", "up")
-        delay = f"{delay_ms:g}ms"
-        _tc("qdisc", "add", "dev", outside, "root", "netem", "delay", delay, "limit", "100000")
-        _tc("-n", ns, "qdisc", "add", "dev", inside, "root", "netem", "delay", delay, "limit", "100000")
-        yield Namespace(ns, host_ip, ips, delay_ms)
+        if delay_ms is not None:
+            delay = f"{delay_ms:g}ms"
+            _tc("qdisc", "add", "dev", outside, "root", "netem", "delay", delay, "limit", "100000")
+            _tc("-n", ns, "qdisc", "add", "dev", inside, "root", "netem", "delay", delay, "limit", "100000")
+        yield Namespace(ns, host_ip, ips, delay_ms or 0.0)
     finally:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30, check=False)
         subprocess.run(["ip", "link", "del", outside], capture_output=True, timeout=30, check=False)

@@ -37,12 +37,17 @@ TRANSPORTS = (Transport.UDP, Transport.TCP, Transport.TLS)
 
 
 def node_endpoints(
-    server: Coturn, node: str, count: int = 3, ips: Sequence[str] = LISTEN_IPS, loopback: bool = True
+    server: Coturn,
+    node: str,
+    count: int = 3,
+    ips: Sequence[str] = LISTEN_IPS,
+    loopback: bool = True,
+    relay_ip: str | None = None,
 ) -> list[Endpoint]:
     """`count` distinct endpoints of one coturn: UDP, TCP, TLS on ips[0], then the same on ips[1], ...
 
     The probe runs each check once per (address, port, transport), so a fleet of distinct endpoints needs
-    distinct addresses: every benchmark coturn listens on all of `ips` and relays on ips[0].
+    distinct addresses: every benchmark coturn listens on all of `ips` and relays on `relay_ip` (default ips[0]).
     """
     out = []
     for k in range(count):
@@ -54,7 +59,7 @@ def node_endpoints(
                 host=ips[k // 3],
                 port=server.tls_port if transport is Transport.TLS else server.port,
                 transport=transport,
-                expected_ip=ips[0],
+                expected_ip=relay_ip or ips[0],
                 loopback_only=loopback,
                 loopback_allowed=loopback,
                 server_name="turn.example.test",
