@@ -24,7 +24,7 @@ SECTIONS: dict[str, tuple[str, Callable[[Ctx], report.Section]]] = {
     "creds": ("3. Credentials endpoint", creds.bench),
     "probe": ("4. Probe speed", probe.bench),
     "latency": ("4b. Probe fleet at real latency (50 ms RTT)", latency.bench),
-    "call": ("5. Call setup", call.bench),
+    "call": ("5. Call setup (aiortc peers)", call.bench),
     "browser": ("5b. Browser call setup", browser.bench),
 }
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"

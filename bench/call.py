@@ -16,7 +16,7 @@ from turnkit import keyring
 
 #: Below this a call needed no ICE check retransmission (aioice's first STUN retransmit comes after 500 ms).
 RETRANSMIT_MS = 250
-SETUP = Target("call setup p50 (join → data channel open, relay only)", "<=", 500, "ms", "issues 3, 6")
+SETUP = Target("aiortc call setup p50 (join → data channel open, relay only)", "<=", 500, "ms", "issues 3, 6")
 
 
 def ws_url(server: stack.Server, sub: str) -> str:
@@ -81,7 +81,7 @@ permission exists and is dropped, so it waits for aioice's first retransmission 
 counts the calls that needed none."""
     return Section(
         "call",
-        "5. Call setup",
+        "5. Call setup (aiortc peers)",
         method,
         tables=[Table(("interval", "p50 ms", "p90 ms", "max ms", f"calls < {RETRANSMIT_MS} ms"), rows)],
         verdicts=[Verdict(SETUP, median(first), f"{relayed}/{len(calls)} calls relay↔relay")],
