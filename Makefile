@@ -53,7 +53,7 @@ unit: venv
 
 # No daemon starts here: tests/conftest.py marks daemon tests and fails any unmarked test that starts one.
 check: lint typecheck
-	$(VENV)/bin/pytest -q -m "not daemon"
+	$(VENV)/bin/pytest -q -m "not daemon" -n auto
 
 test: setup lint typecheck unit
 
