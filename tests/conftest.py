@@ -1,7 +1,7 @@
 """The `daemon` marker, applied here and only here, and the guard that keeps unmarked tests daemon-free.
 
-A test is a daemon test when it uses one of DAEMON_FIXTURES (or DAEMON_PARAMS' values), or lives in one of
-DAEMON_MODULES. `make check` runs `pytest -m "not daemon"`; `make test` runs everything. Every test that is
+A test is a daemon test when it uses one of DAEMON_FIXTURES (or DAEMON_PARAMS' values), lives in one of
+DAEMON_MODULES or is one of DAEMON_TESTS. `make check` runs `pytest -m "not daemon"`; `make test` runs everything. Every test that is
 *not* marked runs under a guard: starting one of DAEMON_PROGRAMS (or a turnkit/bench command that starts them)
 fails the test with a message naming what to add here. So the marker cannot silently go stale.
 """
@@ -48,6 +48,9 @@ DAEMON_MODULES = frozenset(
         "deploy/test_localstack.py",
         "deploy/test_rollout.py",
         "deploy/test_rotation.py",
+        "ops/test_ansible_secrets.py",  # ansible-playbook
+        "ops/test_drain.py",  # coturn + signaling
+        "ops/test_rotation.py",  # a coturn fleet
         "probe/test_checks.py",  # turnserver
         "probe/test_cli.py",
         "probe/test_monitoring.py",  # prometheus
@@ -57,7 +60,15 @@ DAEMON_MODULES = frozenset(
         "signaling/test_aiortc.py",  # coturn + signaling server
         "signaling/test_browser.py",  # chromium
         "signaling/test_cli.py",  # turnkit signaling serve
+        "signaling/test_redis_reconnect.py",  # redis-server, restarted
+        "signaling/test_sentinel.py",  # redis-server + redis-sentinel
         "test_coturn.py",  # turnserver
+    }
+)
+#: Single tests that start a daemon in a module whose other tests do not (module path::test name).
+DAEMON_TESTS = frozenset(
+    {
+        "signaling/test_limits.py::test_flood_leaves_one_timer_per_connection_and_no_memory_behind",  # signaling serve
     }
 )
 
@@ -87,8 +98,10 @@ DAEMON_COMMANDS: tuple[tuple[str, ...], ...] = (("signaling", "serve"), ("deploy
 
 def is_daemon_item(item: pytest.Item) -> bool:
     module = Path(str(item.path)).resolve()
-    if module.is_relative_to(TESTS) and module.relative_to(TESTS).as_posix() in DAEMON_MODULES:
-        return True
+    if module.is_relative_to(TESTS):
+        where = module.relative_to(TESTS).as_posix()
+        if where in DAEMON_MODULES or f"{where}::{getattr(item, 'originalname', item.name)}" in DAEMON_TESTS:
+            return True
     names = set(getattr(item, "fixturenames", ()))
     if names & DAEMON_FIXTURES:
         return True
