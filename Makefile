@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := coturn nginx libnginx-mod-stream redis-server certbot pebble chromium prometheus \
+APT_PACKAGES := coturn nginx libnginx-mod-stream redis-server redis-sentinel certbot pebble chromium prometheus \
                 debootstrap systemd openssl wrk iproute2
 DEMO_DIR ?= demo
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -36,7 +36,7 @@ venv: $(VENV)/.installed
 demo: setup
 	mkdir -p $(DEMO_DIR)
 	test -f $(DEMO_DIR)/turnkit.toml || $(VENV)/bin/turnkit init $(DEMO_DIR)/turnkit.toml
-	cd $(DEMO_DIR) && ../$(VENV)/bin/turnkit deploy --region local
+	cd $(DEMO_DIR) && ../$(VENV)/bin/turnkit deploy --region local --show-token
 
 down:
 	cd $(DEMO_DIR) && ../$(VENV)/bin/turnkit down --region local

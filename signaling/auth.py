@@ -116,9 +116,12 @@ class Verifier:
         return Identity(user, region if isinstance(region, str) else None)
 
 
-def bearer(headers: Mapping[str, str], query: Mapping[str, list[str]]) -> str:
-    """The token from `Authorization: Bearer …` or `?token=…`; AuthError when there is none."""
-    value = headers.get("Authorization", "")
+def bearer(authorization: list[str], query: Mapping[str, list[str]]) -> str:
+    """The token from `Authorization: Bearer …` (all values of that header) or `?token=…`; AuthError
+    when there is none, or more than one header."""
+    if len(authorization) > 1:
+        raise AuthError("more than one Authorization header")
+    value = authorization[0] if authorization else ""
     scheme, _, token = value.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()

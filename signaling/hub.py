@@ -3,6 +3,9 @@
 Transport-free: a connection is a `Link` (send a text frame, close with a code). Membership changes go
 through the backend; its outcomes come back as `Events` callbacks, which update this process's view of
 its rooms and fan out to local members.
+
+Memory per user is bounded: at most `Limits.per_user` connections per JWT `sub`, and at most one ICE
+push timer per connection (replaced when a new set is issued, cancelled on leave and on disconnect).
 """
 
 from __future__ import annotations
@@ -11,19 +14,21 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from signaling import protocol
 from signaling.backends import Backend
 from signaling.ice import IceProvider, IceSet
+from signaling.lograte import RateLimitedLog
 from signaling.metrics import Stats
 from signaling.protocol import Code, FrameError
 from signaling.rooms import Joined, RoomTable
-from signaling.schedule import MIN_PUSH_DELAY, Timers, push_at
+from signaling.schedule import MIN_PUSH_DELAY, push_at
 
 log = logging.getLogger(__name__)
+warn = RateLimitedLog(log)
 
 #: WebSocket close codes (RFC 6455 §7.4.1).
 POLICY_VIOLATION = 1008
@@ -44,7 +49,6 @@ class Peer:
 
     __slots__ = (
         "closing",
-        "ice_gen",
         "id",
         "joining",
         "link",
@@ -68,7 +72,6 @@ class Peer:
         self.tokens = burst
         self.stamp = now
         self.warned = False
-        self.ice_gen = 0
         self.seen = True  # anything received since the last keepalive sweep (the transport sets it)
 
     def __repr__(self) -> str:
@@ -85,6 +88,7 @@ class Limits:
     burst: int = 100
     refresh_margin: float = 300.0
     push_floor: float = MIN_PUSH_DELAY
+    per_user: int = 20
 
 
 class Hub:
@@ -103,10 +107,14 @@ class Hub:
         self.ice = ice
         self.backend = backend
         self.stats = stats
+        self.loop = loop
         self.clock = clock
         self.peers: dict[str, Peer] = {}
         self.view = RoomTable()
-        self.timers = Timers(loop, self._push)
+        #: peer id → its one pending ICE push; nothing else holds a timer.
+        self.pushes: dict[str, asyncio.TimerHandle] = {}
+        #: JWT `sub` → open connections of that user (absent at zero).
+        self.users: dict[str, int] = {}
         self.handlers: dict[str, Callable[[Peer, str, dict[str, Any]], None]] = {
             "join-room": self._join,
             "leave-room": self._leave,
@@ -119,15 +127,25 @@ class Hub:
     # Connections
 
     def connect(self, user: str, region: str | None, link: Link) -> Peer:
+        """Register a connection; one over the user's limit is closed with 1008 right away."""
         peer = Peer(secrets.token_urlsafe(16), user, region, link, float(self.limits.burst), self.clock())
         self.peers[peer.id] = peer
         self.stats.connections_total += 1
+        count = self.users[user] = self.users.get(user, 0) + 1
+        if count > self.limits.per_user:
+            self._close(peer, POLICY_VIOLATION, "too many connections for this user", "user-limit")
         return peer
 
     def disconnect(self, peer: Peer) -> None:
         if self.peers.pop(peer.id, None) is None:
             return
         peer.closing = True
+        self._cancel_push(peer.id)
+        left = self.users.get(peer.user, 1) - 1
+        if left > 0:
+            self.users[peer.user] = left
+        else:
+            self.users.pop(peer.user, None)
         if peer.room is not None or peer.joining:
             self.backend.leave(peer.id)
 
@@ -164,7 +182,7 @@ class Hub:
     def _close(self, peer: Peer, code: int, reason: str, why: str) -> None:
         peer.closing = True
         self.stats.closed[why] += 1
-        log.warning("closing peer %s: %s", peer.id, reason)
+        warn.warning(why, "closing peer %s: %s", peer.id, reason)
         peer.link.drop(code, reason)
 
     # Client messages
@@ -204,27 +222,32 @@ class Hub:
         if peer.room is not None:
             self._schedule(peer, ice)
 
-    # ICE pushes: one timer for the whole server, stale entries skipped by generation.
+    # ICE pushes: one timer per connection in a room, for the set it was issued last.
 
     def _schedule(self, peer: Peer, ice: IceSet) -> None:
-        peer.ice_gen += 1
+        """(Re)arm the peer's push: a newer set replaces the pending push, it never adds one."""
+        self._cancel_push(peer.id)
         wall = self.ice.clock()
         delay = push_at(wall, ice.expires_at, self.limits.refresh_margin, self.limits.push_floor) - wall
-        self.timers.add(delay, (peer.id, peer.ice_gen))
+        self.pushes[peer.id] = self.loop.call_later(max(0.0, delay), self._push, peer.id)
 
-    def _push(self, keys: list[Hashable]) -> None:
-        for key in keys:
-            peer_id, gen = cast(tuple[str, int], key)
-            peer = self.peers.get(peer_id)
-            if peer is None or peer.closing or peer.room is None or peer.ice_gen != gen:
-                continue
-            try:
-                ice = self.ice.issue(peer.user, peer.region)
-            except Exception:
-                log.exception("ICE push for peer %s failed", peer.id)
-                continue
-            peer.link.push(protocol.ice_servers(ice.servers, ice.expires_at))
-            self._schedule(peer, ice)
+    def _cancel_push(self, peer_id: str) -> None:
+        handle = self.pushes.pop(peer_id, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _push(self, peer_id: str) -> None:
+        self.pushes.pop(peer_id, None)
+        peer = self.peers.get(peer_id)
+        if peer is None or peer.closing or peer.room is None:
+            return
+        try:
+            ice = self.ice.issue(peer.user, peer.region)
+        except Exception as exc:
+            warn.warning("ice-push", "ICE push for peer %s failed: %s", peer.id, exc)
+            return
+        peer.link.push(protocol.ice_servers(ice.servers, ice.expires_at))
+        self._schedule(peer, ice)
 
     # Backend events
 
@@ -248,7 +271,7 @@ class Hub:
         local = self.peers.get(peer)
         if local is not None and local.room == room:
             local.room = None
-            local.ice_gen += 1
+            self._cancel_push(peer)
         if room not in self.view.rooms:
             return
         self.view.remove(room, peer)
@@ -287,4 +310,6 @@ class Hub:
                 self._close(peer, SERVICE_RESTART, "membership lost; reconnect", "membership-lost")
 
     def close(self) -> None:
-        self.timers.close()
+        for handle in self.pushes.values():
+            handle.cancel()
+        self.pushes.clear()

@@ -18,6 +18,7 @@ from turnkit import credentials, health, nodes
 from turnkit.config import Config
 from turnkit.errors import ConfigError
 from turnkit.health import NodeHealth
+from turnkit.meter import gate
 from turnkit.nodes import Node
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class IceSet:
     expires_at: int
     credential: credentials.TurnCredential
     turn_urls: list[str]
+    turn: str = "ok"  # or `quota-exceeded` / `region-over-budget` (turnkit.meter.quota.Turn): STUN only
 
 
 class NoHealth:
@@ -90,6 +92,7 @@ class IceProvider:
         health_source: HealthSource,
         clock: Callable[[], float] = time.time,
         on_issue: Callable[[], None] = lambda: None,
+        quota: gate.QuotaSource | None = None,
     ) -> None:
         self.cfg = cfg
         self.keys = keys
@@ -97,6 +100,7 @@ class IceProvider:
         self.clock = clock
         self.on_issue = on_issue
         self._nodes: dict[str, tuple[float, list[Node]]] = {}
+        self.quota = quota if quota is not None else gate.from_environment(cfg, os.environ)
 
     def region_for(self, requested: str | None, claim: str | None) -> str | None:
         """The region a client is served from; UnknownRegion for a bad explicit choice."""
@@ -124,14 +128,16 @@ class IceProvider:
         return found
 
     def healthy_nodes(self, region: str | None) -> list[Node]:
-        """The region's nodes minus those the latest probe marked failing (all of them if none pass)."""
+        """The region's nodes minus those the latest probe marked failing and those draining (if none
+        is left: every node not draining, else all of them)."""
         if region is None:
             return []
         every = self._region_nodes(region)
-        ok = health.healthy(every, self.health.current())
+        current = self.health.current()
+        ok = health.healthy(every, current)
         if every and not ok:
-            log.warning("every node of region %s is marked unhealthy; offering them all", region)
-            return every
+            log.warning("every node of region %s is marked unhealthy or draining; offering them anyway", region)
+            return health.serving(every, current) or every
         return ok
 
     def issue(self, user: str, region: str | None) -> IceSet:
@@ -140,8 +146,11 @@ class IceProvider:
         cred = credentials.issue(user, self.keys.current().primary.value, int(self.clock()), ttl)
         self.on_issue()
         picked = self.healthy_nodes(region)
-        stun, turn = nodes.stun_urls(self.cfg, picked), nodes.turn_urls(self.cfg, picked)
-        return IceSet(credentials.ice_servers(cred, stun, turn), ttl, cred.expires_at, cred, turn)
+        decision = self.quota.decide(cred.username.split(":", 1)[1], region)  # the user id as the meter sees it
+        relays = picked if decision.region == region else self.healthy_nodes(decision.region)
+        stun, turn = nodes.stun_urls(self.cfg, picked), nodes.turn_urls(self.cfg, relays)
+        ice = credentials.ice_servers(cred, stun, turn)
+        return IceSet(ice, ttl, cred.expires_at, cred, turn, decision.turn.value)
 
     def turn_rest(self, user: str, region: str | None) -> dict[str, object]:
         """The draft-uberti-behave-turn-rest-00 §2.2 response body."""

@@ -2,11 +2,16 @@
 
 Validation is plain dict checks (this runs for every relayed message); every failure maps to one
 error code from `ERRORS`. Frames are JSON objects in WebSocket text frames (RFC 6455 §5.6).
+
+Only what RFC 8259 calls JSON is accepted, so only valid JSON is ever relayed: text must be strict UTF-8,
+`NaN`/`Infinity` and numbers that overflow a double (`1e999`) are refused, and so are `\\uD800`-style
+escapes that leave a lone surrogate (RFC 8259 §8.2: not encodable as UTF-8).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from enum import StrEnum
@@ -18,6 +23,38 @@ encode: Callable[[Any], str] = json.JSONEncoder(separators=(",", ":"), ensure_as
 ROOM_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_PEER_ID = 64
 SDP_TYPES = frozenset({"offer", "answer", "pranswer", "rollback"})
+#: A `\\u` escape of a UTF-16 surrogate; only then can a parsed string hold a lone one.
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+
+
+class _NotJson(ValueError):
+    """A JSON extension Python accepts and RFC 8259 does not."""
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotJson("number out of range")
+    return value
+
+
+def _no_constant(name: str) -> float:
+    raise _NotJson(f"{name} is not JSON")
+
+
+#: Python's decoder (C scanner) minus NaN, Infinity and overflowing numbers.
+_decode: Callable[[str], Any] = json.JSONDecoder(parse_float=_finite, parse_constant=_no_constant).decode
+
+
+def _has_lone_surrogate(text: str, msg: object) -> bool:
+    """True when a `\\uD8xx`-style escape in `text` decoded to an unpaired surrogate in `msg`."""
+    if SURROGATE_ESCAPE.search(text) is None:
+        return False
+    try:
+        encode(msg).encode()
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 class Code(StrEnum):
@@ -128,9 +165,16 @@ def parse(data: str | bytes, binary: bool = False) -> tuple[str, dict[str, Any]]
     if binary:
         raise FrameError(Code.BAD_JSON, "binary frames are not accepted; send JSON text frames")
     try:
-        msg = json.loads(data)
+        text = data.decode() if isinstance(data, bytes) else data  # strict UTF-8: no encoded surrogates
+        if type(data) is str and not data.isascii():
+            data.encode()  # a str caller may hand us surrogates directly
+        msg = _decode(text)
+    except _NotJson as exc:
+        raise FrameError(Code.BAD_JSON, f"frame is not valid JSON: {exc}") from None
     except (ValueError, TypeError, RecursionError):
         raise FrameError(Code.BAD_JSON, "frame is not valid JSON") from None
+    if "\\u" in text and _has_lone_surrogate(text, msg):
+        raise FrameError(Code.BAD_JSON, "frame is not valid JSON: lone surrogate in a string")
     if type(msg) is not dict:
         raise FrameError(Code.BAD_JSON, "frame must be a JSON object")
     kind = msg.get("type")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from turnkit import config as config_mod
-from turnkit import pki, render, resources
+from turnkit import pki, render, resources, secretdb
 from turnkit.nodes import Node
 
 
@@ -87,6 +87,9 @@ def local_config(tmp: Path, toml: str = "", **region: Any) -> config_mod.Config:
 def render_coturn(
     cfg: config_mod.Config, node: Node, secrets: list[str], workdir: Path, overrides: Mapping[str, Any]
 ) -> Path:
+    """The node's config, and its secret table (`userdb`) holding `secrets`."""
+    overrides = {"coturn_userdb": str(workdir / "turndb.sqlite"), **overrides}
+    secretdb.sync(Path(overrides["coturn_userdb"]), cfg.project.effective_realm, secrets)
     env = render.environment(resources.template_dir())
     files = render.render_node(env, cfg, node, secrets, "4.6.1", overrides)
     conf = workdir / "turnserver.conf"

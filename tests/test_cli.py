@@ -161,7 +161,8 @@ def test_render_writes_tree_and_lists_files(project: Path) -> None:
     conf = project / "out" / "turn-1" / "turnserver.conf"
     assert stat.S_IMODE(conf.stat().st_mode) == 0o640
     secret = keyring.load(project / "turnkit.secrets.json").primary.value
-    assert f"static-auth-secret={secret}" in conf.read_text()
+    assert "userdb=/var/lib/turn/turndb\n" in conf.read_text()  # secrets live in coturn's table, not here
+    assert secret not in conf.read_text()
     assert secret not in out.stdout + out.stderr
     assert not list((project / "out").rglob("*.tmp"))
 
@@ -200,3 +201,38 @@ def test_render_refuses_malformed_coturn_versions(project: Path, version: str) -
         2,
         f"error: --coturn-version: expected a version like 4.6.1, got {version!r}\n",
     )
+
+
+def test_turnkit_debug_shows_the_traceback_with_its_chain(project: Path) -> None:
+    plain = run(project, "render", "--region", "mars", "--out", "o")
+    assert (plain.returncode, plain.stderr) == (2, "error: turnkit.toml: regions.mars: no such region (known: local)\n")
+    env = {**os.environ, "TURNKIT_DEBUG": "1"}
+    env.pop("TURNKIT_CONFIG", None)
+    debug = subprocess.run(
+        [sys.executable, "-m", "turnkit", "render", "--region", "mars", "--out", "o"],
+        cwd=project, capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert debug.returncode == 2
+    lines = debug.stderr.splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert "KeyError: 'mars'" in lines  # the chain the one-line error hides
+    assert "During handling of the above exception, another exception occurred:" in lines
+    assert lines[-2] == "turnkit.errors.ConfigError: turnkit.toml: regions.mars: no such region (known: local)"
+    assert lines[-1] == "error: turnkit.toml: regions.mars: no such region (known: local)"
+
+
+def test_abort_is_the_one_way_a_command_fails() -> None:
+    from turnkit.cli import output
+    from turnkit.errors import ExitCode, TurnkitError
+
+    with pytest.raises(TurnkitError) as info:
+        output.abort("`x` already exists", ExitCode.USAGE)
+    assert (str(info.value), info.value.exit_code) == ("`x` already exists", ExitCode.USAGE)
+    cli_dir = Path(output.__file__).parent
+    offenders = [
+        path.name
+        for path in sorted(cli_dir.glob("*.py"))
+        for pattern in ("sys.exit(", "typer.Exit(int", "SystemExit(")
+        if pattern in path.read_text() and path.name != "__init__.py"
+    ]
+    assert offenders == []

@@ -57,7 +57,7 @@ def test_cloud_region_default_mapping(tmp_path: Path) -> None:
          "turnkit.toml: regions.eu.allow_loopback_peers: only a `local` region may relay to loopback, got true"),
         ('[regions.eu]\nprovider = "aws"\nssh_cidr = "0.0.0.0/0"\n',
          "turnkit.toml: regions.eu.ssh_cidr: must not open SSH to the whole internet, got '0.0.0.0/0'"),
-        ('[project]\ndomain = "bad domain!"\n', "turnkit.toml: project.domain: must be a hostname or IP address, got 'bad domain!'"),
+        ('[project]\ndomain = "bad domain!"\n', "turnkit.toml: project.domain: must be a DNS name (RFC 1123 labels), got 'bad domain!'"),
         ('[regions.EU]\nprovider = "aws"\n', "turnkit.toml: regions.EU: name must match ^[a-z][a-z0-9-]{0,31}$, got 'EU'"),
     ],
 )  # fmt: skip

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests import daemons
 from turnkit import config, nodes, pki, render, resources
 
 TOML = """
@@ -138,3 +141,58 @@ def test_probe_timer_is_nightly_persistent_randomized(tmp_path: Path) -> None:
     timer = systemd_files(tmp_path)["signaling/systemd/turnkit-probe.timer"].content.splitlines()
     assert "Persistent=true" in timer and "RandomizedDelaySec=30min" in timer
     assert any(line.startswith("OnCalendar=") for line in timer)
+
+
+#: Variables an access log line may use: the path without its query string, never the request line.
+LEAKY_LOG_VARIABLES = ("$request ", '$request"', "$request_uri", "$args", "$query_string", "$arg_", "$http_referer")
+
+
+def test_access_log_format_records_paths_without_query_strings(tmp_path: Path) -> None:
+    conf = rendered(tmp_path, False, {})["signaling/nginx/nginx.conf"].content
+    log_format = conf.split("log_format turnkit ", 1)[1].split(";", 1)[0]
+    assert "$uri" in log_format
+    assert [v for v in LEAKY_LOG_VARIABLES if v in log_format] == []
+    access_logs = [line.strip() for line in conf.splitlines() if line.strip().startswith("access_log")]
+    assert access_logs == ["access_log /var/log/nginx/access.log turnkit;"]
+
+
+def test_real_nginx_logs_ws_and_api_requests_without_their_tokens(tmp_path: Path) -> None:
+    """nginx runs the rendered config; /ws and /api/ requests with a token in the query are logged
+    by path only (the upstream is down: 502 over HTTPS, 301 on plain HTTP)."""
+    http_port, https_port, dead_upstream = daemons.free_port(), daemons.free_port(), daemons.free_port()
+    overrides = nginx_overrides(tmp_path) | {
+        "nginx_http_port": http_port,
+        "nginx_https_listen": f"127.0.0.1:{https_port}",
+        "nginx_upstream_servers": [f"127.0.0.1:{dead_upstream}"],
+    }
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(rendered(tmp_path, False, overrides)["signaling/nginx/nginx.conf"].content)
+    token = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LXRva2Vu.c2lnbmF0dXJl"
+    proc = subprocess.Popen(["nginx", "-c", str(conf), "-g", "daemon off;"], stderr=subprocess.PIPE)
+    try:
+        daemons.wait_port(https_port)
+        daemons.wait_port(http_port)
+        context = ssl.create_default_context(cafile=str(tmp_path / "certs" / "ca.pem"))
+        context.check_hostname = False  # the certificate names call.example.test; we dial 127.0.0.1
+        statuses = []
+        for path in (f"/ws?token={token}", f"/api/ice-servers?token={token}&region=us"):
+            https = http.client.HTTPSConnection("127.0.0.1", https_port, context=context, timeout=10)
+            https.request("GET", path, headers={"Host": "call.example.test", "Referer": f"https://x/?token={token}"})
+            statuses.append(https.getresponse().status)
+            https.close()
+            plain = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
+            plain.request("GET", path)
+            statuses.append(plain.getresponse().status)
+            plain.close()
+        for path in ("/metrics", "/healthz", "/readyz"):  # internals stay on the instance ports
+            https = http.client.HTTPSConnection("127.0.0.1", https_port, context=context, timeout=10)
+            https.request("GET", path, headers={"Host": "call.example.test"})
+            statuses.append(https.getresponse().status)
+            https.close()
+    finally:
+        daemons.stop_process(proc)
+    assert statuses == [502, 301, 502, 301, 404, 404, 404]
+    log = (tmp_path / "logs" / "access.log").read_text()
+    assert len(log.splitlines()) == 7
+    assert log.count('"GET /ws HTTP/1.1"') == 2 and log.count('"GET /api/ice-servers HTTP/1.1"') == 2
+    assert token not in log and "token=" not in log

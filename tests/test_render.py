@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -85,11 +86,11 @@ def test_nat_node_gets_external_ip_mapping(tmp_path: Path) -> None:
     assert "external-ip" not in conf2 and "listening-ip=198.51.100.8" in conf2
 
 
-def test_all_secrets_rendered_and_auth_required(tmp_path: Path) -> None:
+def test_secrets_come_from_the_userdb_and_auth_required(tmp_path: Path) -> None:
     conf = render_fleet(tmp_path, tls_443=False)["turn-1/turnserver.conf"].content
-    assert [line for line in conf.splitlines() if line.startswith("static-auth-secret=")] == [
-        f"static-auth-secret={s}" for s in SECRETS
-    ]
+    assert not any(s in conf for s in SECRETS)  # coturn reads them from its turn_secret table
+    assert "static-auth-secret" not in conf
+    assert [line for line in conf.splitlines() if line.startswith("userdb=")] == ["userdb=/var/lib/turn/turndb"]
     for flag in (
         "use-auth-secret",
         "fingerprint",
@@ -105,8 +106,9 @@ def test_all_secrets_rendered_and_auth_required(tmp_path: Path) -> None:
 REQUIRED_DENIED = [
     "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24",
     "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24",
-    "224.0.0.0/4", "240.0.0.0/4", "::1/128", "::ffff:0:0/96", "64:ff9b::/96", "2001::/23", "fc00::/7", "fe80::/10",
-    "ff00::/8",
+    "224.0.0.0/4", "240.0.0.0/4", "::1/128", "::/96", "::ffff:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64",
+    "100:0:0:1::/64", "2001::/23", "2001:db8::/32", "2002::/16", "2620:4f:8000::/48", "3fff::/20", "5f00::/16",
+    "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
 ]  # fmt: skip
 
 
@@ -119,11 +121,34 @@ def _denied(conf: str) -> list[tuple[ipaddress.IPv4Address | ipaddress.IPv6Addre
     return out
 
 
+def _covered(
+    ranges: list[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]], first: int, last: int, version: int
+) -> bool:
+    """Whether the union of `ranges` covers [first, last]."""
+    for lo, hi in sorted((int(lo), int(hi)) for lo, hi in ranges if lo.version == version):
+        if lo > first:
+            return False
+        first = max(first, hi + 1)
+        if first > last:
+            return True
+    return False
+
+
 @pytest.mark.parametrize("cidr", REQUIRED_DENIED)
 def test_special_purpose_range_is_denied(tmp_path: Path, cidr: str) -> None:
     net = ipaddress.ip_network(cidr)
     ranges = _denied(render_fleet(tmp_path, tls_443=False)["turn-1/turnserver.conf"].content)
-    assert any(lo.version == net.version and lo <= net[0] and net[-1] <= hi for lo, hi in ranges), cidr
+    # `::` itself is left to coturn (which refuses it): a `::` bound is open-ended on 4.6.1.
+    first = max(int(net[0]), 1) if net.version == 6 else int(net[0])
+    assert _covered(ranges, first, int(net[-1]), net.version), cidr
+
+
+def test_ranges_are_cidr_blocks_without_an_unspecified_bound(tmp_path: Path) -> None:
+    """coturn 4.6.1 compares IPv6 bounds byte by byte and reads `::` as open-ended (tests/test_coturn.py)."""
+    ranges = _denied(render_fleet(tmp_path, tls_443=False)["turn-1/turnserver.conf"].content)
+    for lo, hi in ranges:
+        assert len(list(ipaddress.summarize_address_range(lo, hi))) == 1, (lo, hi)
+        assert int(lo) != 0 or lo.version == 4
 
 
 def test_metadata_address_denied(tmp_path: Path) -> None:
@@ -173,3 +198,10 @@ def test_detects_local_coturn_version() -> None:
 
     assert coturn.detect_version() == "4.6.1"  # Debian 12's coturn, installed by `make setup`
     assert coturn.detect_version("no-such-turnserver") is None
+
+
+def test_readme_lists_exactly_the_denied_ranges() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Hardened coturn", 1)[1].split("\n## ", 1)[0]
+    listed = re.findall(r"`([0-9a-f:.]+/[0-9]+)`", section)
+    assert sorted(listed) == sorted(render.DENIED_PEER_NETWORKS)

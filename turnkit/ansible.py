@@ -37,7 +37,13 @@ CONNECTIONS: dict[str, str] = {
 
 #: Variables that must never be written to the inventory (they go to the secrets file).
 SECRET_VARS: frozenset[str] = frozenset(
-    {"coturn_static_auth_secrets", "coturn_key_pem", "signaling_secrets_json", "signaling_environment"}
+    {
+        "coturn_static_auth_secrets",
+        "coturn_key_pem",
+        "coturn_statsdb_password",
+        "signaling_secrets_json",
+        "signaling_environment",
+    }
 )
 
 #: Environment for a parseable, colourless run of the default stdout callback.
@@ -112,12 +118,27 @@ class Inventory:
     turn_vars: Mapping[str, Any] = field(default_factory=dict)
     signaling_vars: Mapping[str, Any] = field(default_factory=dict)
 
+    def _check_shared_hosts(self) -> None:
+        """A host in both groups is one Ansible host: its variables must agree (host vars beat group vars)."""
+        turn = {h.name: {**self.turn_vars, **h.vars} for h in self.turn}
+        for host in self.signaling:
+            if host.name not in turn:
+                continue
+            mine = {**self.signaling_vars, **host.vars}
+            clash = sorted(k for k in set(turn[host.name]) & set(mine) if turn[host.name][k] != mine[k])
+            if clash:
+                raise TurnkitError(
+                    f"host `{host.name}` is in both groups with different `{clash[0]}`: "
+                    "configure its TURN and signaling roles in separate runs"
+                )
+
     def to_dict(self) -> dict[str, Any]:
         """The YAML-inventory structure (written as JSON, which the YAML plugin reads)."""
         for group in (self.turn_vars, self.signaling_vars):
             leaked = SECRET_VARS & set(group)
             if leaked:
                 raise TurnkitError(f"secret variable `{sorted(leaked)[0]}` must not go in the inventory")
+        self._check_shared_hosts()
         groups = {
             "turn": (self.turn, self.turn_vars),
             "signaling": (self.signaling, self.signaling_vars),
@@ -136,65 +157,71 @@ def _public(context: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in context.items() if k not in SECRET_VARS}
 
 
-def turn_hosts(
-    cfg: Config,
-    nodes: Sequence[Node],
-    coturn_version: str,
-    *,
-    connection: str = "ssh",
-    addresses: Mapping[str, str] | None = None,
-    user: str | None = None,
-    private_key: Path | None = None,
-    certificates: bool = False,
-    overrides: Mapping[str, Any] | None = None,
-) -> list[Host]:
-    """One host per TURN node with its coturn variables (`render.coturn_context`, secrets removed)."""
-    hosts = []
-    for node in nodes:
-        context = _public(render.coturn_context(cfg, node, [], coturn_version))
-        if certificates:
-            context["certbot_domains"] = [node.hostname]
-        context.update(_public(overrides or {}))
-        address = (addresses or {}).get(node.name) or node.public_ip or node.hostname
-        hosts.append(Host(node.name, address, connection, user, private_key, context))
-    return hosts
-
-
-def region_vars(cfg: Config, nodes: Sequence[Node], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Group variables of the signaling host: the nginx, certbot, signaling and probe contexts."""
-    merged: dict[str, Any] = {}
-    for context in (render.nginx_context, render.certbot_context, render.signaling_context, render.probe_context):
-        merged.update(context(cfg, nodes))
-    merged.update(_public(overrides or {}))
-    return merged
-
-
-def certbot_vars(cfg: Config, nodes: Sequence[Node], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Group variables of the TURN hosts: certbot settings (the deploy hook reloads coturn)."""
-    return {**render.certbot_context(cfg, nodes), **_public(overrides or {})}
-
-
 def region_inventory(
     cfg: Config,
     nodes: Sequence[Node],
     coturn_version: str,
-    signaling: Sequence[Host],
     *,
+    turn: Sequence[str] | None = None,
+    signaling: Sequence[Host] | None = None,
     connection: str = "ssh",
+    addresses: Mapping[str, str] | None = None,
     user: str | None = None,
     private_key: Path | None = None,
     certificates: bool = True,
-    overrides: Mapping[str, Any] | None = None,
+    node_state: bool = False,
+    node_overrides: Mapping[str, Any] | None = None,
+    region_overrides: Mapping[str, Any] | None = None,
 ) -> Inventory:
-    """A region's whole inventory: its TURN nodes and the given signaling host(s)."""
-    turn = turn_hosts(
-        cfg, nodes, coturn_version, connection=connection, user=user, private_key=private_key,
-        certificates=certificates, overrides=overrides,
-    )  # fmt: skip
-    signaling_vars = region_vars(cfg, nodes, overrides)
+    """The inventory of a region, the only one turnkit builds (deploy, tests, by-hand runs).
+
+    `turn` names the TURN nodes to configure (default: all); `signaling` the signaling host(s)
+    (default: the first node's machine, `()` for none). TURN hosts carry their coturn context;
+    with `certificates`, each TURN host asks certbot for its own hostname and the signaling host
+    for its `server_name`, the name NGINX's `ssl_certificate` points at. `node_state` hands the
+    signaling host the recorded nodes (cloud regions keep them only on the controller).
+    """
+    wanted = None if turn is None else set(turn)
+    hosts = []
+    for node in nodes:
+        if wanted is not None and node.name not in wanted:
+            continue
+        context = _public(render.coturn_context(cfg, node, [], coturn_version))
+        if certificates:
+            context["certbot_domains"] = [node.hostname]
+        context.update(_public(node_overrides or {}))
+        hosts.append(Host(node.name, _address(node, addresses), connection, user, private_key, context))
+    if signaling is None:
+        first = nodes[0]
+        signaling = [Host(first.name, _address(first, addresses), connection, user, private_key)]
+    overrides = _public(region_overrides or {})
+    return Inventory(
+        turn=hosts,
+        signaling=signaling,
+        turn_vars={**render.certbot_context(cfg, nodes), **overrides},
+        signaling_vars={**_signaling_vars(cfg, nodes, certificates, node_state), **overrides},
+    )
+
+
+def _address(node: Node, addresses: Mapping[str, str] | None) -> str:
+    return (addresses or {}).get(node.name) or node.public_ip or node.hostname
+
+
+def _signaling_vars(cfg: Config, nodes: Sequence[Node], certificates: bool, node_state: bool) -> dict[str, Any]:
+    """Group variables of the signaling host: the nginx, certbot, signaling and probe contexts."""
+    merged: dict[str, Any] = {}
+    for context in (render.nginx_context, render.certbot_context, render.signaling_context, render.probe_context):
+        merged.update(context(cfg, nodes))
     if certificates:
-        signaling_vars["certbot_domains"] = [signaling_vars["nginx_server_name"]]
-    return Inventory(turn, signaling, certbot_vars(cfg, nodes, overrides), signaling_vars)
+        merged["certbot_domains"] = [merged["nginx_server_name"]]
+    merged["signaling_config_toml"] = cfg.path.read_text(encoding="utf-8")
+    if node_state:
+        state_dir = Path(cfg.project.state_dir)
+        on_host = state_dir if state_dir.is_absolute() else Path(merged["signaling_config_dir"]) / state_dir
+        regions = sorted({n.region for n in nodes})
+        merged["signaling_node_state"] = {r: [n.to_dict() for n in nodes if n.region == r] for r in regions}
+        merged["signaling_state_dir"] = str(on_host)
+    return merged
 
 
 def secret_vars(ring: Keyring, environment: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from turnkit.errors import ConfigError
+from turnkit.types import AbsolutePath, DnsName, Email, HostAddress, HttpsUrl, IpAddress, IpNetwork
 
 DEFAULT_CONFIG_NAME = "turnkit.toml"
 
@@ -25,9 +26,10 @@ MIN_TTL = 60
 MAX_TTL = 48 * 3600
 
 _NAME = r"^[a-z][a-z0-9-]{0,31}$"
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
-)
+_CLOUD_REGION = r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$"
+_INSTANCE_TYPE = r"^[a-z0-9-]{1,32}\.[a-z0-9]{1,32}$"
+#: POSIX portable user name (it reaches ssh's argv and the Ansible inventory).
+_USER = r"^[a-z_][a-z0-9_-]{0,31}$"
 
 VERSION_PATTERN = r"^\d+\.\d+(\.\d+)?$"
 
@@ -39,27 +41,16 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _check_host(value: str) -> str:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        if not _HOSTNAME.match(value):
-            raise ValueError("must be a hostname or IP address") from None
-    return value
-
-
 class Project(_Model):
     """Who and where: names, credential lifetimes, where secrets and state live."""
 
     name: Annotated[str, Field(pattern=_NAME)] = "turnkit"
-    domain: str = "example.test"
-    realm: str | None = None
+    domain: DnsName = "example.test"
+    realm: DnsName | None = None
     ttl: Ttl = 3600
     max_ttl: Ttl = MAX_TTL
     secrets_file: str = "turnkit.secrets.json"
     state_dir: str = ".turnkit"
-
-    _host = field_validator("domain")(classmethod(lambda cls, v: _check_host(v)))
 
     @model_validator(mode="after")
     def _ttl_within_max(self) -> Project:
@@ -96,7 +87,7 @@ class Coturn(_Model):
     total_quota: Annotated[int, Field(ge=0)] = 1200
     stale_nonce: Annotated[int, Field(ge=0)] = 600
     tcp_relay: bool = False
-    cert_dir: str = "/etc/turnkit/certs"
+    cert_dir: AbsolutePath = "/etc/turnkit/certs"
     max_bps: Annotated[int, Field(ge=0)] = 0
 
 
@@ -112,13 +103,17 @@ class Jwt(_Model):
     leeway: Annotated[int, Field(ge=0, le=300)] = 30
 
 
+#: A serialised web origin (RFC 6454 §6.2): http(s)://host[:port], nothing after it.
+_ORIGIN = r"^https?://([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$"
+
+
 class Signaling(_Model):
     """The bundled signaling service: where it listens and how it protects itself."""
 
-    host: str = "127.0.0.1"
+    host: HostAddress = "127.0.0.1"
     port: Port = 8080
     instances: Annotated[int, Field(ge=1, le=64)] = 2
-    server_name: str | None = None
+    server_name: DnsName | None = None
     room_capacity: Annotated[int, Field(ge=2, le=16)] = 2
     max_frame_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
     rate_limit: Annotated[float, Field(gt=0)] = 50.0
@@ -128,51 +123,43 @@ class Signaling(_Model):
     default_region: str | None = None
     health_file: str | None = None
     refresh_margin: Annotated[int, Field(ge=10)] = 300
+    max_connections_per_user: Annotated[int, Field(ge=1, le=10_000)] = 20
+    #: Origins whose pages may open /ws (default: https://<server_name>; a local region adds loopback).
+    allowed_origins: list[Annotated[str, Field(pattern=_ORIGIN)]] | None = None
     jwt: Jwt = Jwt()
-
-    _host = field_validator("host")(classmethod(lambda cls, v: _check_host(v)))
 
 
 class Tls(_Model):
     """Let's Encrypt (or any ACME CA) settings for certbot."""
 
-    acme_server: str = "https://acme-v02.api.letsencrypt.org/directory"
-    email: str | None = None
-    webroot: str = "/var/www/turnkit-acme"
-    live_dir: str = "/etc/letsencrypt/live"
+    acme_server: HttpsUrl = "https://acme-v02.api.letsencrypt.org/directory"
+    email: Email | None = None
+    webroot: AbsolutePath = "/var/www/turnkit-acme"
+    live_dir: AbsolutePath = "/etc/letsencrypt/live"
 
 
 class Host(_Model):
     """A node address: static hosts list them; cloud nodes get them from provisioning."""
 
     name: Annotated[str, Field(pattern=_NAME)] | None = None
-    address: str
-    public_ip: str | None = None
-    private_ip: str | None = None
-    hostname: str | None = None
-
-    _host = field_validator("address")(classmethod(lambda cls, v: _check_host(v)))
-
-    @field_validator("public_ip", "private_ip")
-    @classmethod
-    def _ip(cls, value: str | None) -> str | None:
-        if value is not None:
-            ipaddress.ip_address(value)
-        return value
+    address: HostAddress
+    public_ip: IpAddress | None = None
+    private_ip: IpAddress | None = None
+    hostname: DnsName | None = None
 
 
 class Region(_Model):
     """One region of TURN nodes and the provider that creates them."""
 
     provider: Literal["aws", "static", "local"]
-    cloud_region: str | None = None
+    cloud_region: Annotated[str, Field(pattern=_CLOUD_REGION)] | None = None
     nodes: Annotated[int, Field(ge=1, le=100)] = 1
-    instance_type: str = "t3.small"
+    instance_type: Annotated[str, Field(pattern=_INSTANCE_TYPE)] = "t3.small"
     hosts: list[Host] = []
-    ssh_cidr: str | None = None
-    ssh_user: str = "admin"
+    ssh_cidr: IpNetwork | None = None
+    ssh_user: Annotated[str, Field(pattern=_USER)] = "admin"
     ssh_public_key: str = "~/.ssh/id_ed25519.pub"
-    route53_zone: str | None = None
+    route53_zone: DnsName | None = None
     allow_loopback_peers: bool = False
 
     @field_validator("ssh_cidr")
@@ -202,6 +189,9 @@ class Config(_Model):
     signaling: Signaling = Signaling()
     tls: Tls = Tls()
     regions: dict[Annotated[str, Field(pattern=_NAME)], Region] = {}
+    cost: Cost = Field(default_factory=lambda: Cost())
+    quotas: Quotas = Field(default_factory=lambda: Quotas())
+    meter: Meter = Field(default_factory=lambda: Meter())
     path: Path = Field(default=Path(DEFAULT_CONFIG_NAME), exclude=True)
 
     def region(self, name: str) -> Region:
@@ -258,9 +248,26 @@ _MESSAGES: dict[str, str] = {
 }
 
 
+#: Longest value repr an error line shows (a hostile value may be kilobytes of anything).
+SHOWN_MAX = 60
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+|\[key\]")
+
+
+def shown(value: Any) -> str:
+    """`repr(value)`, cut to SHOWN_MAX characters: one line whatever the value holds."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_MAX else f"{text[: SHOWN_MAX - 1]}…"
+
+
+def _key(part: Any) -> str:
+    """A TOML key as written, or its truncated repr when it holds anything but [A-Za-z0-9_-]."""
+    text = str(part)
+    return text if _PLAIN_KEY.fullmatch(text) else shown(text)
+
+
 def _describe(error: Any) -> str:
     """One pydantic error as `key.path: reason, got value`."""
-    parts = [str(part) for part in error["loc"] if part != "__root__"]
+    parts = [_key(part) for part in error["loc"] if part != "__root__"]
     is_key = parts[-1:] == ["[key]"]
     loc = ".".join(parts[:-1] if is_key else parts)
     kind = error["type"]
@@ -274,7 +281,7 @@ def _describe(error: Any) -> str:
             return f"{loc}: {reason}"
     if kind in ("missing", "extra_forbidden"):
         return f"{loc}: {reason}"
-    return f"{loc}: {reason}, got {error['input']!r}"
+    return f"{loc}: {reason}, got {shown(error['input'])}"
 
 
 def parse(data: dict[str, Any], path: Path = Path(DEFAULT_CONFIG_NAME)) -> Config:
@@ -299,3 +306,40 @@ def load(path: Path | str | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p.name}: invalid TOML: {exc}") from None
     return parse(data, p.resolve())
+
+
+# -- metering (issue 14): new sections, kept at the end of the file -------------------------------
+
+#: Egress $/GB defaults per provider (what the provider bills: traffic leaving the node).
+#: aws: EC2 data transfer out to the internet, first 10 TB/month tier (aws.amazon.com/ec2/pricing/on-demand,
+#: $0.09/GB in us-east-1 and eu-central-1); static/local: 0 (flat-rate or no bill).
+DEFAULT_EGRESS_PER_GB: dict[str, float] = {"aws": 0.09, "static": 0.0, "local": 0.0}
+
+Money = Annotated[float, Field(ge=0)]
+
+
+class Cost(_Model):
+    """`[cost]`: $/GB of billed egress per region; unset regions use their provider's default."""
+
+    per_gb: dict[str, Money] = {}
+    currency: str = "USD"
+
+
+class Quotas(_Model):
+    """`[quotas]`: a user's monthly relayed GB and each region's monthly budget (0 = no limit)."""
+
+    user_monthly_gb: Annotated[float, Field(ge=0)] = 0.0
+    region_monthly_budget: dict[str, Money] = {}
+    fallback_region: str | None = None
+
+
+class Meter(_Model):
+    """`[meter]`: the on-node meter and the central store it ships usage to."""
+
+    statsdb_port: Port = 6390
+    statsdb_dbname: Annotated[int, Field(ge=0, le=15)] = 0
+    central_url_env: str = "TURNKIT_METER_CENTRAL_URL"
+    buffer: str = "/var/lib/turnkit-meter/buffer.sqlite"
+    flush_interval: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    metrics_port: Port = 9641
+    node_bps_capacity: Annotated[int, Field(ge=0)] = 0

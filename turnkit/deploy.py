@@ -1,6 +1,8 @@
-"""`turnkit deploy`: provision → render → configure (Ansible) → certificates → probe.
+"""`turnkit deploy`: plan → the region's provider deploys it → probe, and the pieces providers share.
 
-Secret rotation is fleet-safe here: when the keyring holds a staged secret, every node is first
+`deploy` shows the provider's plan and hands over to `Provider.deploy`: the local provider starts
+processes (`turnkit.localstack`), the others call `over_ssh` (provision → render → Ansible with
+the shipped site.yml → probe). Secret rotation is fleet-safe here: when the keyring holds a staged secret, every node is first
 configured to accept all secrets (staged included), only then is the staged secret promoted so
 the signaling service issues with it, and finally the signaling service is updated.
 """
@@ -16,14 +18,14 @@ from typing import Any
 
 import jwt
 
-from turnkit import clock, health, keyring, localstack, render, resources
+from turnkit import ansible, clock, health, keyring, render, resources
 from turnkit.config import Config
 from turnkit.coturn import target_version
 from turnkit.errors import TurnkitError
-from turnkit.nodes import Node, region_nodes
-from turnkit.provision import Action, provider_for
+from turnkit.nodes import Node
+from turnkit.progress import Progress
+from turnkit.provision import Action, Provider, provider_class, provider_for
 
-Progress = Callable[[str], None]
 DEV_TOKEN_TTL = 12 * 3600
 
 
@@ -81,10 +83,11 @@ def staged_secret(ring: keyring.Keyring) -> keyring.Secret | None:
 
 
 def rollout(
-    cfg: Config, push_nodes: Callable[[], None], push_signaling: Callable[[], None], progress: Progress
+    cfg: Config, push_all: Callable[[], None], push_signaling: Callable[[], None], progress: Progress
 ) -> str | None:
-    """Push every accepted secret to all nodes, then promote a staged one, then update signaling."""
-    push_nodes()
+    """Configure everything with every accepted secret; then, if a secret is staged, promote it
+    (every node accepts it by now) and update the signaling service so it issues with it."""
+    push_all()
     ring = keyring.load(cfg.secrets_path)
     staged = staged_secret(ring)
     if staged is None:
@@ -98,14 +101,16 @@ def rollout(
 # -- probe ----------------------------------------------------------------------------------
 
 
-def probe(cfg: Config, nodes: Sequence[Node], ca_file: str | None, progress: Progress) -> list[NodeResult]:
+def probe(cfg: Config, nodes: Sequence[Node], ca_file: Path | None, progress: Progress) -> list[NodeResult]:
     """Run the probe checks against every node and publish health, as `turnkit probe --region` does."""
     from turnkit.probe import checks, record, report, runner, targets
 
     credential_for = checks.minting(keyring.load(cfg.secrets_path).primary.value, clock.now)
     started = clock.now()
     endpoints = targets.node_endpoints(cfg, list(nodes))
-    results = asyncio.run(runner.run(endpoints, credential_for, checks.Options(ca_file=ca_file)))
+    results = asyncio.run(
+        runner.run(endpoints, credential_for, checks.Options(ca_file=str(ca_file) if ca_file else None))
+    )
     record.publish(cfg, results, started)
     verdicts = report.node_health(results, started)
     passed = sum(1 for r in results if r.ok)
@@ -117,7 +122,7 @@ def probe(cfg: Config, nodes: Sequence[Node], ca_file: str | None, progress: Pro
     return out
 
 
-# -- local region ---------------------------------------------------------------------------
+# -- the local region's demo page -------------------------------------------------------------
 
 
 def dev_token(cfg: Config, secret: str, now: int) -> str:
@@ -128,29 +133,6 @@ def dev_token(cfg: Config, secret: str, now: int) -> str:
     if cfg.signaling.jwt.issuer:
         claims["iss"] = cfg.signaling.jwt.issuer
     return jwt.encode(claims, secret, algorithm="HS256")
-
-
-def _deploy_local(cfg: Config, region: str, report: Report, progress: Progress) -> None:
-    progress("==> start local services")
-
-    def up() -> None:
-        localstack.up(cfg, region, clock.now(), progress)
-
-    report.promoted = rollout(cfg, up, up, progress)
-    nodes = region_nodes(cfg, region)
-    lay = localstack.layout(cfg, region)
-    progress("==> probe")
-    report.nodes = probe(cfg, nodes, str(localstack.ca_file(cfg, region)), progress)
-    token = dev_token(cfg, localstack.jwt_secret(cfg, lay), clock.now())
-    host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(cfg.signaling.host, cfg.signaling.host)  # a wildcard bind
-    base = f"http://{host}:{cfg.signaling.port}"
-    report.demo_url = f"{base}/?token={token}"
-    from turnkit.probe import signaling
-
-    try:
-        report.ice_servers = signaling.get_ice_servers(base, token)
-    except signaling.SignalingError as exc:
-        raise DeployError(str(exc)) from None  # the stack is up but not serving: a deploy failure (exit 3)
 
 
 # -- cloud and static regions ---------------------------------------------------------------
@@ -172,7 +154,7 @@ def render_to_state(
 
 @dataclass(frozen=True)
 class Fleet:
-    """How `deploy` configures a remote region with the shipped site.yml (Ansible)."""
+    """How a remote region's nodes are configured with the shipped site.yml (Ansible over SSH)."""
 
     cfg: Config
     region: str
@@ -182,36 +164,22 @@ class Fleet:
     playbook: Path | None = None
     extra_vars: Mapping[str, Any] | None = None
 
-    def _hosts(self) -> list[Any]:
-        from turnkit import ansible
-
+    def _run(self, turn: Sequence[str], signaling: bool) -> None:
         spec = self.cfg.region(self.region)
         key = Path(spec.ssh_public_key.removesuffix(".pub")).expanduser()
-        return ansible.turn_hosts(
+        inventory = ansible.region_inventory(
             self.cfg,
             self.nodes,
             target_version(self.cfg),
-            user=spec.ssh_user,
-            private_key=key if key.exists() else None,
-            certificates=True,
+            turn=turn,
+            signaling=None if signaling else (),
             connection=self.connection,
             addresses=self.addresses,
+            user=spec.ssh_user,
+            private_key=key if key.exists() else None,
+            node_state=provider_class(spec.provider).records_nodes,
         )
-
-    def _run(self, turn: Sequence[Any], signaling: Sequence[Any]) -> None:
-        from turnkit import ansible
-
         ring = keyring.load(self.cfg.secrets_path)
-        inventory = ansible.Inventory(
-            turn=turn,
-            signaling=signaling,
-            turn_vars=ansible.certbot_vars(self.cfg, self.nodes),
-            signaling_vars={
-                **ansible.region_vars(self.cfg, self.nodes),
-                "signaling_config_toml": self.cfg.path.read_text(encoding="utf-8"),
-                **self._node_state_vars(),
-            },
-        )
         ansible.run_playbook(
             inventory,
             ansible.secret_vars(ring, self._service_environment()),
@@ -225,61 +193,44 @@ class Fleet:
         value = os.environ.get(name)
         return {name: value} if value and "HS256" in self.cfg.signaling.jwt.algorithms else {}
 
-    def _node_state_vars(self) -> dict[str, Any]:
-        """Cloud nodes live in the controller's state dir; the signaling host needs them too."""
-        if self.cfg.region(self.region).provider != "aws":
-            return {}
-        state_dir = Path(self.cfg.project.state_dir)
-        config_dir = render.signaling_context(self.cfg, self.nodes)["signaling_config_dir"]
-        on_host = state_dir if state_dir.is_absolute() else Path(config_dir) / state_dir
-        return {
-            "signaling_node_state": {self.region: [n.to_dict() for n in self.nodes]},
-            "signaling_state_dir": str(on_host),
-        }
-
     def push_nodes(self, progress: Progress) -> None:
-        """One TURN node at a time (a changed secret restarts coturn), then the signaling host."""
-        hosts = self._hosts()
-        for host in hosts:
-            progress(f"configuring {host.name}")
-            self._run([host], [])
-        self.push_signaling(progress)
+        """The TURN nodes, one at a time (a changed secret restarts coturn; the others keep serving)."""
+        for node in self.nodes:
+            progress(f"configuring {node.name}")
+            self._run([node.name], signaling=False)
 
     def push_signaling(self, progress: Progress) -> None:
         """The signaling service runs on the region's first node (behind NGINX)."""
         progress("configuring the signaling host")
-        self._run([], self._hosts()[:1])
+        self._run([], signaling=True)
+
+    def push_all(self, progress: Progress) -> None:
+        """Every TURN node, then the signaling host."""
+        self.push_nodes(progress)
+        self.push_signaling(progress)
 
 
-def _deploy_remote(cfg: Config, region: str, report: Report, progress: Progress) -> None:
-    provider = provider_for(cfg, region)
+def over_ssh(provider: Provider[Any], report: Report, progress: Progress) -> None:
+    """Deploy a region whose nodes are machines reached over SSH: provision, render, Ansible, probe."""
+    cfg, region = provider.cfg, provider.region
     progress("==> provision")
     nodes = provider.apply(progress)
     progress("==> render")
     render_to_state(cfg, region, nodes, keyring.load(cfg.secrets_path).accepted, progress)
     progress("==> configure with Ansible (coturn, certbot certificates, nginx, signaling, probe)")
     fleet = Fleet(cfg, region, nodes)
-    report.promoted = rollout(cfg, lambda: fleet.push_nodes(progress), lambda: fleet.push_signaling(progress), progress)
+    report.promoted = rollout(cfg, lambda: fleet.push_all(progress), lambda: fleet.push_signaling(progress), progress)
     progress("==> probe")
-    report.nodes = probe(cfg, nodes, None, progress)
-
-
-#: provider → how a region of that kind is deployed.
-DEPLOYERS: dict[str, Callable[[Config, str, Report, Progress], None]] = {
-    "local": _deploy_local,
-    "aws": _deploy_remote,
-    "static": _deploy_remote,
-}
+    report.nodes = probe(cfg, nodes, provider.ca_file(), progress)
 
 
 def deploy(cfg: Config, region: str, progress: Progress, dry_run: bool = False) -> Report:
     """Take `region` from its current state to a probed fleet (or only plan it with `dry_run`)."""
-    spec = cfg.region(region)
+    provider = provider_for(cfg, region)
     progress("==> plan")
-    report = Report(region, provider_for(cfg, region).plan(), dry_run=dry_run)
+    report = Report(region, provider.plan(), dry_run=dry_run)
     for action in report.actions:
         progress(f"    {action}")
-    if dry_run:
-        return report
-    DEPLOYERS[spec.provider](cfg, region, report, progress)
+    if not dry_run:
+        provider.deploy(report, progress)
     return report

@@ -26,6 +26,10 @@ class ConfigError(TurnkitError):
     exit_code = ExitCode.USAGE
 
 
+class NotProvisioned(ConfigError):
+    """A region exists in turnkit.toml but has no recorded nodes yet."""
+
+
 class InputError(TurnkitError):
     """A command-line value or API argument is invalid."""
 

@@ -1,13 +1,10 @@
-"""Resolve a region's TURN nodes and the ICE URLs browsers use to reach them."""
+"""A TURN node, the one node reader, and the ICE URLs browsers use to reach the nodes."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-from turnkit.config import Config, Host
-from turnkit.errors import ConfigError
+from turnkit.config import Config
 
 
 @dataclass(frozen=True)
@@ -35,57 +32,15 @@ class Node:
         return asdict(self)
 
 
-def state_file(config: Config, region: str) -> Path:
-    """Where provisioning records a cloud region's nodes."""
-    return config.state_path / "regions" / region / "nodes.json"
-
-
-def _from_host(region: str, index: int, host: Host, domain: str) -> Node:
-    name = host.name or f"turn-{index}"
-    hostname = host.hostname or host.address
-    public = host.public_ip or (host.address if _is_ip(host.address) else None)
-    return Node(name, region, hostname, public, host.private_ip)
-
-
-def _is_ip(value: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
-
-
-def _local(config: Config, name: str) -> list[Node]:
-    """Node N listens on 127.0.0.N: every node keeps the configured ports (loopback is a /8)."""
-    return [
-        Node(f"turn-{i + 1}", name, f"127.0.0.{i + 1}", f"127.0.0.{i + 1}", None)
-        for i in range(config.region(name).nodes)
-    ]
-
-
-def _static(config: Config, name: str) -> list[Node]:
-    region = config.region(name)
-    return [_from_host(name, i + 1, h, config.project.domain) for i, h in enumerate(region.hosts)]
-
-
-def _cloud(config: Config, name: str) -> list[Node]:
-    path = state_file(config, name)
-    try:
-        return [Node(**item) for item in json.loads(path.read_text(encoding="utf-8"))]
-    except FileNotFoundError:
-        raise ConfigError(f"region `{name}`: not provisioned yet (run `turnkit provision --region {name}`)") from None
-    except (ValueError, TypeError, AttributeError):
-        raise ConfigError(f"{path}: corrupt node state") from None
-
-
-_RESOLVERS = {"local": _local, "static": _static, "aws": _cloud}
-
-
 def region_nodes(config: Config, name: str) -> list[Node]:
-    """The nodes of region `name`, from the config or from the provisioning state."""
-    return _RESOLVERS[config.region(name).provider](config, name)
+    """The one node reader: the nodes of region `name`, as its provider knows them.
+
+    An unknown region is a ConfigError and a cloud region never provisioned is NotProvisioned
+    (a ConfigError too): one line each, never an empty list.
+    """
+    from turnkit.provision import provider_for
+
+    return provider_for(config, name).nodes()
 
 
 def stun_urls(config: Config, nodes: list[Node]) -> list[str]:

@@ -7,7 +7,8 @@ of relative paths to file contents goes out. Context keys equal the Ansible role
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Mapping, Sequence
+import shlex
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,20 +22,42 @@ from turnkit.nodes import Node
 
 HEADER = f"Managed by turnkit {__version__}; local changes are overwritten on the next render or deploy."
 DEFAULT_COTURN_VERSION = "4.6.1"
+#: coturn's SQLite userdb holding the accepted secrets (turnkit.secretdb): Debian's own, owned by turnserver.
+USERDB_FILE = "/var/lib/turn/turndb"
 
-#: Peer addresses a relay must never reach (RFC 6890 special-purpose registries, cloud
-#: metadata at 169.254.169.254, and IPv4-mapped IPv6, CVE-2026-27624 on coturn < 4.9). Not "::":
-#: coturn 4.6.1 reads a lone `denied-peer-ip=::` as "deny every peer" (seen in tests/test_coturn.py).
+#: Peer addresses a relay must never reach. IPv4: the RFC 6890 special-purpose ranges (with
+#: 169.254.169.254, cloud metadata). IPv6: every entry of IANA's IPv6 Special-Purpose Address
+#: Registry plus deprecated site-local and multicast, and every range that embeds an IPv4 address
+#: (IPv4-compatible, IPv4-mapped for CVE-2026-27624 on coturn < 4.9, NAT64, 6to4, Teredo in
+#: 2001::/23): coturn 4.6.1 does not map them to IPv4 before checking (tests/test_coturn.py).
 DENIED_PEER_NETWORKS: tuple[str, ...] = (
     "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
     "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",
     "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
-    "::1/128", "::ffff:0:0/96", "64:ff9b::/96", "100::/64", "2001::/23", "2001:db8::/32",
-    "fc00::/7", "fe80::/10", "ff00::/8",
+    "::/96",              # unspecified, loopback and IPv4-compatible (::127.0.0.1), RFC 4291 §2.5.5.1
+    "::ffff:0:0/96",      # IPv4-mapped
+    "64:ff9b::/96",       # NAT64 well-known prefix, RFC 6052
+    "64:ff9b:1::/48",     # NAT64 local use, RFC 8215
+    "100::/64",           # discard-only, RFC 6666
+    "100:0:0:1::/64",     # dummy prefix, RFC 9780
+    "2001::/23",          # IETF protocol assignments: Teredo, PCP, benchmarking, AMT, AS112, ORCHIDv2, DRIP
+    "2001:db8::/32",      # documentation, RFC 3849
+    "2002::/16",          # 6to4, RFC 3056 (2002:7f00:1:: is 127.0.0.1)
+    "2620:4f:8000::/48",  # AS112 direct delegation, RFC 7534
+    "3fff::/20",          # documentation, RFC 9637
+    "5f00::/16",          # SRv6 SIDs, RFC 9602
+    "fc00::/7",           # unique local, RFC 4193
+    "fe80::/10",          # link-local
+    "fec0::/10",          # site-local (deprecated, RFC 3879)
+    "ff00::/8",           # multicast
 )  # fmt: skip
 
-#: Ranges a `local` region (allow_loopback_peers) leaves out of the deny list.
+#: Ranges a `local` region (allow_loopback_peers) cuts out of the deny list.
 LOOPBACK_NETWORKS = frozenset({"127.0.0.0/8", "::1/128"})
+
+# coturn 4.6.1 reads an all-zero bound as open-ended: a lone `denied-peer-ip=::` denies every
+# peer, and `::-::ffff:ffff` denies every IPv4 peer (tests/test_coturn.py). So `peer_ranges`
+# starts IPv6 ranges at `::1` (as 32 CIDR blocks for ::/96); coturn refuses the peer `::` itself.
 
 #: Mozilla "intermediate" TLS 1.2 suites (TLS 1.3 suites are always on in OpenSSL).
 CIPHER_LIST = (
@@ -43,13 +66,70 @@ CIPHER_LIST = (
 )
 
 
-def peer_ranges(networks: Sequence[str] = DENIED_PEER_NETWORKS) -> list[str]:
-    """CIDRs as coturn `denied-peer-ip` ranges (`first-last`; coturn 4.6 takes no CIDR)."""
+class UnsafeValueError(ValueError):
+    """A value would end a directive or a line in a rendered file (names the character, never the value)."""
+
+
+#: One token of an NGINX, coturn or certbot INI directive is printable ASCII (`!`..`~`) without
+#: these: they end a directive, open or close a block, start a comment, quote or expand.
+_CONF_FORBIDDEN = frozenset(";{}#\"'`$\\")
+
+
+def conf_value(value: object) -> str:
+    """Jinja filter `conf_value`: the value as text, refused if it could end a directive or a line."""
+    text = str(value)
+    bad = next((c for c in text if c in _CONF_FORBIDDEN or not "!" <= c <= "~"), None)
+    if bad is not None:
+        raise UnsafeValueError(f"a value contains {bad!r}, which could end a directive or a line")
+    return text
+
+
+def shell_quote(value: object) -> str:
+    """Jinja filter `quote` (the same as Ansible's): one POSIX shell word, whatever the value holds."""
+    return shlex.quote(str(value))
+
+
+#: Filters the templates use; the Ansible roles get the same through playbooks/filter_plugins.
+FILTERS: dict[str, Callable[[object], str]] = {"conf_value": conf_value, "quote": shell_quote}
+
+
+#: A run of addresses of one family: (version, first, last) as integers.
+Interval = tuple[int, int, int]
+
+
+def _interval(cidr: str) -> Interval:
+    net = ipaddress.ip_network(cidr)
+    return net.version, int(net[0]), int(net[-1])
+
+
+def _cut(interval: Interval, hole: Interval) -> list[Interval]:
+    """`interval` minus `hole`: zero, one or two intervals (untouched across families)."""
+    (version, first, last), (hole_version, lo, hi) = interval, hole
+    if version != hole_version or hi < first or last < lo:
+        return [interval]
+    return [(version, a, b) for a, b in ((first, lo - 1), (hi + 1, last)) if a <= b]
+
+
+def _address(version: int, value: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value)
+
+
+def peer_ranges(networks: Sequence[str] = DENIED_PEER_NETWORKS, allowed: Iterable[str] = ()) -> list[str]:
+    """CIDRs minus `allowed` ones, as coturn `denied-peer-ip` ranges (`first-last`; 4.6 takes no CIDR).
+
+    Each range is one CIDR block: coturn 4.6.1 compares IPv6 bounds byte by byte, so `::1-::ffff:ffff`
+    misses `::8000:0`; an aligned block's bytes always bracket its members.
+    """
+    intervals = [_interval(cidr) for cidr in networks]
+    for cidr in allowed:
+        intervals = [piece for interval in intervals for piece in _cut(interval, _interval(cidr))]
     out = []
-    for cidr in networks:
-        net = ipaddress.ip_network(cidr)
-        first, last = net[0], net[-1]
-        out.append(str(first) if first == last else f"{first}-{last}")
+    for version, low, last in intervals:
+        first = 1 if (version, low) == (6, 0) else low  # never `::` as a bound (the quirk above)
+        if first > last:
+            continue
+        for block in ipaddress.summarize_address_range(_address(version, first), _address(version, last)):
+            out.append(str(block[0]) if block.num_addresses == 1 else f"{block[0]}-{block[-1]}")
     return out
 
 
@@ -62,7 +142,6 @@ def coturn_context(cfg: Config, node: Node, secrets: Sequence[str], coturn_versi
     ports, coturn = cfg.ports, cfg.coturn
     listen = node.listen_ip
     loopback = cfg.region(node.region).allow_loopback_peers
-    denied = [n for n in DENIED_PEER_NETWORKS if not (loopback and n in LOOPBACK_NETWORKS)]
     return {
         "coturn_node_name": node.name,
         "coturn_version": coturn_version,
@@ -75,6 +154,7 @@ def coturn_context(cfg: Config, node: Node, secrets: Sequence[str], coturn_versi
         "coturn_max_port": ports.relay_max,
         "coturn_realm": cfg.project.effective_realm,
         "coturn_static_auth_secrets": list(secrets),
+        "coturn_userdb": USERDB_FILE,
         "coturn_stale_nonce": coturn.stale_nonce,
         "coturn_user_quota": coturn.user_quota,
         "coturn_total_quota": coturn.total_quota,
@@ -86,13 +166,36 @@ def coturn_context(cfg: Config, node: Node, secrets: Sequence[str], coturn_versi
         "coturn_legacy_tls_flags": version_tuple(coturn_version) < (4, 7),
         "coturn_tcp_relay": coturn.tcp_relay,
         "coturn_allow_loopback_peers": loopback,
-        "coturn_denied_peer_ranges": peer_ranges(denied),
+        "coturn_denied_peer_ranges": peer_ranges(DENIED_PEER_NETWORKS, LOOPBACK_NETWORKS if loopback else ()),
         "coturn_pidfile": "/run/turnserver/turnserver.pid",
         "coturn_log_file": None,
         "coturn_verbose": False,
         "coturn_limit_nofile": 1048576,
         "coturn_bind_privileged": min(ports.listening, ports.tls) < 1024,
+        **statsdb_context(cfg, node.region),
     }
+
+
+def statsdb_context(cfg: Config, region: str) -> dict[str, Any]:
+    """The node-local statsdb Redis (issue 14); its password comes in through `coturn_statsdb_password`."""
+    return {
+        "coturn_statsdb_port": cfg.meter.statsdb_port,
+        "coturn_statsdb_dbname": cfg.meter.statsdb_dbname,
+        "coturn_statsdb_password": None,
+        "coturn_bps_capacity": cfg.meter.node_bps_capacity,
+        "coturn_meter_region": region,
+        "coturn_meter_statsdb_unit": "redis-server@turnkit-statsdb.service",
+        "coturn_meter_config_dir": "/etc/turnkit",
+        "coturn_meter_env_file": "/etc/turnkit/meter.env",
+        "coturn_meter_exec": "/opt/turnkit/venv/bin/turnkit",
+        "coturn_meter_metrics_host": "0.0.0.0",
+        "coturn_meter_metrics_port": cfg.meter.metrics_port,
+    }
+
+
+def host_port(host: str, port: int) -> str:
+    """`host:port`, with an IPv6 address in brackets (NGINX `server [::1]:8080`)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def signaling_ports(cfg: Config) -> list[int]:
@@ -122,7 +225,7 @@ def nginx_context(cfg: Config, nodes: Sequence[Node]) -> dict[str, Any]:
     return {
         "nginx_server_name": server_name,
         "nginx_server_names": [server_name],
-        "nginx_upstream_servers": [f"{cfg.signaling.host}:{p}" for p in signaling_ports(cfg)],
+        "nginx_upstream_servers": [host_port(cfg.signaling.host, p) for p in signaling_ports(cfg)],
         "nginx_http_port": 80,
         "nginx_https_listen": "127.0.0.1:8443" if shared else "443",
         "nginx_https_upstream": "127.0.0.1:8443",
@@ -199,6 +302,8 @@ REGION_TARGETS: tuple[Target, ...] = (
 NODE_TARGETS: tuple[tuple[str, str, int], ...] = (
     ("coturn/turnserver.conf.j2", "turnserver.conf", 0o640),
     ("coturn/coturn-override.conf.j2", "systemd/coturn.service.d/turnkit.conf", 0o644),
+    ("systemd/turnkit-meter.service.j2", "systemd/turnkit-meter.service", 0o644),
+    ("redis/turnkit-statsdb.conf.j2", "redis/redis-turnkit-statsdb.conf", 0o640),
 )
 
 
@@ -209,7 +314,7 @@ class Rendered:
 
 
 def environment(template_dir: Path) -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(template_dir)),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -217,6 +322,8 @@ def environment(template_dir: Path) -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,
     )
+    env.filters.update(FILTERS)
+    return env
 
 
 def render_template(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
@@ -226,6 +333,8 @@ def render_template(env: jinja2.Environment, name: str, context: Mapping[str, An
         raise RenderError(f"template `{name}` not found in {env.loader.searchpath}") from None  # type: ignore[union-attr]
     except jinja2.UndefinedError as exc:
         raise RenderError(f"template `{name}`: {exc.message}") from None
+    except UnsafeValueError as exc:
+        raise RenderError(f"template `{name}`: {exc}") from None
 
 
 def render_node(

@@ -49,6 +49,7 @@ class Backend(Protocol):
         """Deliver `frame` to `peer`, a member of `room` owned by process `owner` (not this one)."""
 
     async def ready(self) -> str | None:
-        """None when the backend can serve, else the reason."""
+        """None when the backend can serve, else a short reason anyone may read (`/readyz` is
+        unauthenticated): no addresses, URLs or paths."""
 
     async def stop(self) -> None: ...

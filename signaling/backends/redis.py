@@ -1,11 +1,20 @@
 """Redis backend: several signaling processes behave as one server.
 
-Keys (prefix `turnkit:sig:`): `room:<room>` ZSET peer → join sequence (oldest first); `peers` HASH
-peer → "<proc> <room>"; `members:<proc>` SET of that process's peers; `procs` SET of live processes;
-`alive:<proc>` heartbeat key with a TTL. Every membership change runs as one Lua script and publishes
-its events on `ch:<proc>`, one pub/sub channel per process, so each process sees the changes of its
-rooms in one global order. A process whose heartbeat expires is reaped by any other: its members
-leave their rooms and the others get `user-left`.
+Membership lives in Redis and changes only through the atomic scripts of `redis_lua`; each process
+subscribes to its own channel `ch:<proc>` and receives there, in one global order, the changes of the
+rooms it has members in and the frames relayed to its peers. A process whose heartbeat expires is
+reaped by any other: its members leave their rooms and the others get `user-left`.
+
+Requests are typed queued operations (`Join`, `Leave`, `Publish`) run in order by one worker; the
+frames relayed in one loop tick leave as one PUBLISH per destination process. The connection is
+supervised: when Redis goes away (restart, failover, network), requests queue (relays bounded by
+MAX_PENDING), the session task reconnects with exponential backoff and jitter, subscribes again and
+re-asserts this process's members (`RESTORE`) before the queue drains, so relays resume. Messages no
+process received (its process is still resubscribing) are held and resent in order for HOLD seconds;
+a snapshot of our rooms RESYNC_DELAY after the reconnect corrects the view (`redis_events.Reader`).
+`epoch` tells a Redis that lost its data (restart without persistence: restore silently) from one that
+reaped this process (its members are gone for the others too: `Events.lost`, clients reconnect).
+The operator's side of all this is docs/redis.md.
 """
 
 from __future__ import annotations
@@ -13,117 +22,94 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import enum
 import logging
+import random
 import secrets
+from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
-import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import MasterNotFoundError
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from signaling.backends import Events
+from signaling.backends import redis_lua as lua
+from signaling.backends.redis_events import Kind, Reader
 from signaling.ice import SharedHealth
-from signaling.rooms import Joined
 from turnkit import health
-from turnkit.errors import DaemonError
+from turnkit.errors import ConfigError, DaemonError
+from turnkit.redisurl import RedisUrlError, connect, safe
 
 log = logging.getLogger(__name__)
 
 PREFIX = "turnkit:sig:"
 HEARTBEAT = 2.0
-HEARTBEAT_TTL_MS = 6000
-#: Relays queued for Redis beyond this are dropped (memory stays bounded when Redis is slow).
+HEARTBEAT_TTL = 6.0
+HEALTH_POLL = 2.0
+#: Relayed frames queued for Redis beyond this are dropped (memory stays bounded when Redis is away).
 MAX_PENDING = 50_000
+#: Publishes sent in one pipeline round trip; frames for one process in one publish.
 PIPELINE = 512
-#: Upper bound of each shutdown step.
+BATCH = 256
+#: Reconnect backoff: first delay, cap (each attempt waits a random 50–100 % of the current delay).
+BACKOFF_FIRST = 0.1
+BACKOFF_MAX = 1.0
+#: Upper bound of one connection attempt, of a Redis command, and of each shutdown step.
+CONNECT_TIMEOUT = 5.0
+SOCKET_TIMEOUT = 5.0
 STOP_STEP = 2.0
+#: Frames for a process that is not subscribed (resubscribing after an outage, or dead) wait this long,
+#: retried every HOLD_RETRY, in order, before they are dropped.
+HOLD = 5.0
+HOLD_RETRY = 0.1
+#: After a reconnect, compare this process's rooms with Redis once the others have had the time to
+#: come back (a heartbeat TTL); rooms per snapshot script call.
+RESYNC_DELAY = HEARTBEAT_TTL
+SNAPSHOT_ROOMS = 500
+#: How long a pub/sub read blocks; also how fast the session notices a failure another task saw.
+LISTEN_POLL = 0.25
 
-_LIB = """
-local P = ARGV[1]
-local function owner_of(peer)
-  local info = redis.call('HGET', P .. 'peers', peer)
-  if not info then return nil, nil end
-  local sp = string.find(info, ' ', 1, true)
-  return string.sub(info, 1, sp - 1), string.sub(info, sp + 1)
-end
-local function leave(peer)
-  local owner, room = owner_of(peer)
-  if not owner then return end
-  local rkey = P .. 'room:' .. room
-  redis.call('ZREM', rkey, peer)
-  redis.call('HDEL', P .. 'peers', peer)
-  redis.call('SREM', P .. 'members:' .. owner, peer)
-  local targets = {[owner] = true}
-  for _, m in ipairs(redis.call('ZRANGE', rkey, 0, -1)) do
-    local o = owner_of(m)
-    if o then targets[o] = true end
-  end
-  for t in pairs(targets) do
-    redis.call('PUBLISH', P .. 'ch:' .. t, 'L ' .. room .. ' ' .. peer)
-  end
-end
-"""
+#: Errors that mean "the connection is gone", as opposed to a command Redis refused.
+LINK_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 
-#: ARGV: prefix, peer, proc, room, capacity → 1 joined (events published), 0 room full.
-JOIN = (
-    _LIB
-    + """
-local peer, proc, room, cap = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local rkey = P .. 'room:' .. room
-local _, current = owner_of(peer)
-local again = current == room
-if not again then
-  if redis.call('ZCARD', rkey) >= cap then return 0 end
-  leave(peer)
-end
-local event = {'A', room, peer, proc, again and '1' or '0'}
-local targets = {}
-for _, m in ipairs(redis.call('ZRANGE', rkey, 0, -1)) do
-  local o = owner_of(m)
-  if o and m ~= peer then
-    table.insert(event, m .. ':' .. o)
-    if o ~= proc then targets[o] = true end
-  end
-end
-if not again then
-  redis.call('ZADD', rkey, redis.call('INCR', P .. 'seq'), peer)
-  redis.call('HSET', P .. 'peers', peer, proc .. ' ' .. room)
-  redis.call('SADD', P .. 'members:' .. proc, peer)
-  for t in pairs(targets) do
-    redis.call('PUBLISH', P .. 'ch:' .. t, 'J ' .. room .. ' ' .. peer .. ' ' .. proc)
-  end
-end
-redis.call('PUBLISH', P .. 'ch:' .. proc, table.concat(event, ' '))
-return 1
-"""
-)
 
-#: ARGV: prefix, peer.
-LEAVE = _LIB + "leave(ARGV[2])\nreturn 1\n"
+class Join(NamedTuple):
+    """Put `peer` in `room` (leaving its previous room) unless the room has `capacity` members."""
 
-#: ARGV: prefix [, proc]: remove the members of processes whose heartbeat expired (or of `proc`).
-REAP = (
-    _LIB
-    + """
-local dead = {}
-if ARGV[2] then
-  dead = {ARGV[2]}
-else
-  for _, p in ipairs(redis.call('SMEMBERS', P .. 'procs')) do
-    if redis.call('EXISTS', P .. 'alive:' .. p) == 0 then table.insert(dead, p) end
-  end
-end
-local n = 0
-for _, d in ipairs(dead) do
-  for _, peer in ipairs(redis.call('SMEMBERS', P .. 'members:' .. d)) do
-    leave(peer)
-    n = n + 1
-  end
-  redis.call('DEL', P .. 'members:' .. d)
-  redis.call('SREM', P .. 'procs', d)
-  if ARGV[2] then redis.call('DEL', P .. 'alive:' .. d) end
-end
-return n
-"""
-)
+    peer: str
+    room: str
+    capacity: int
+
+
+class Leave(NamedTuple):
+    """Take `peer` out of its room."""
+
+    peer: str
+
+
+class Publish(NamedTuple):
+    """One message for a process channel; `frames` relayed frames in it (0 for a membership event)."""
+
+    channel: str
+    message: str
+    frames: int
+
+
+Op = Join | Leave | Publish
+
+
+class Registration(enum.Enum):
+    """What re-registering (heartbeat or reconnect) found out about this process in Redis."""
+
+    FIRST = "first"
+    KNOWN = "known"
+    DATA_LOST = "data lost"
+    REAPED = "reaped"
 
 
 class RedisBackend:
@@ -135,160 +121,385 @@ class RedisBackend:
         self.proc = secrets.token_hex(6)
         self.channel = f"{prefix}ch:{self.proc}"
         self.health = shared_health
-        self.redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2)
-        self._join = self.redis.register_script(JOIN)
-        self._leave = self.redis.register_script(LEAVE)
-        self._reap = self.redis.register_script(REAP)
+        try:
+            self.redis, self._close_sentinels = connect(
+                url,
+                decode_responses=True,
+                socket_connect_timeout=2,
+                socket_timeout=SOCKET_TIMEOUT,
+                retry=Retry(NoBackoff(), 0),  # the session task reconnects, with backoff
+            )
+        except RedisUrlError as exc:
+            raise ConfigError(f"signaling.redis_url: `{safe(url)}`: {exc}") from None
+        self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        self._join = self.redis.register_script(lua.JOIN)
+        self._leave = self.redis.register_script(lua.LEAVE)
+        self._reap = self.redis.register_script(lua.REAP)
+        self._restore = self.redis.register_script(lua.RESTORE)
+        self._snapshot = self.redis.register_script(lua.SNAPSHOT)
         self.events: Events | None = None
-        self.ops: collections.deque[tuple[str, str, str, int]] = collections.deque()
+        self.ops: collections.deque[Op] = collections.deque()
+        self.members: dict[str, str] = {}  # local peer → room, as Redis confirmed it
+        self.dropped = 0
+        self._outbox: dict[str, list[str]] = {}
+        self._held: dict[str, collections.deque[Publish]] = {}
+        self._hold_until: dict[str, float] = {}
+        self._retry_at = 0.0
+        self._flush_scheduled = False
+        self._queued_frames = 0
         self._wake = asyncio.Event()
+        self._up = asyncio.Event()
+        self._epoch: str | None = None
+        self._connected_at = 0.0
         self._tasks: list[asyncio.Task[None]] = []
-        self._registered = False
         self._stopping = False
-        self._dropped = 0
+        self._runners: dict[type, Callable[[Op], Awaitable[None]]] = {
+            Join: self._run_join,
+            Leave: self._run_leave,
+            Publish: self._run_publish,
+        }
+        self.reader: Reader | None = None
+        self._resync_at = 0.0
 
     async def start(self, events: Events) -> None:
         self.events = events
+        self.reader = Reader(self.proc, events)
         try:
-            await self.redis.ping()
-            self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            await self.pubsub.subscribe(self.channel)
-            await self._beat()
-        except (RedisError, OSError) as exc:
-            await self.redis.aclose()
-            raise DaemonError(f"signaling.redis_url: cannot use Redis at {_safe(self.url)}: {exc}") from None
-        for name, job in (("worker", self._worker()), ("listener", self._listen()), ("heartbeat", self._heartbeat())):
-            self._tasks.append(asyncio.create_task(job, name=f"redis-{name}"))
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                await self._open()
+        except (RedisError, *LINK_ERRORS) as exc:
+            await self._close_clients()
+            raise DaemonError(f"signaling.redis_url: cannot use Redis at {safe(self.url)}: {_describe(exc)}") from None
+        self._up.set()
+        jobs = {"session": self._session(), "worker": self._worker(), "heartbeat": self._heartbeat()}
+        if self.health is not None:
+            jobs["health"] = self._poll_health(self.health)
+        self._tasks = [asyncio.create_task(job, name=f"redis-{name}") for name, job in jobs.items()]
         log.info("redis backend started as process %s", self.proc)
 
     # Requests (fire-and-forget, in order)
 
-    def _push(self, op: tuple[str, str, str, int]) -> None:
+    def join(self, peer: str, room: str, capacity: int) -> None:
+        self._push(Join(peer, room, capacity))
+
+    def leave(self, peer: str) -> None:
+        self._push(Leave(peer))
+
+    def forward(self, owner: str, peer: str, room: str, frame: str) -> None:
+        if self._queued_frames >= MAX_PENDING:
+            self.dropped += 1
+            if self.dropped % 1000 == 1:
+                log.warning("redis is not keeping up: dropped %d relayed frames", self.dropped)
+            return
+        self._queued_frames += 1
+        lines = self._outbox.setdefault(owner, [])
+        lines.append(f"{peer} {room} {frame}")
+        if len(lines) >= BATCH:
+            self._queue_batch(owner, self._outbox.pop(owner))
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _push(self, op: Op) -> None:
+        self._flush()  # frames relayed before a membership change stay before it
         self.ops.append(op)
         self._wake.set()
 
-    def join(self, peer: str, room: str, capacity: int) -> None:
-        self._push(("join", peer, room, capacity))
+    def _flush(self) -> None:
+        """End of a loop tick: one publish per destination process for the frames relayed in it."""
+        self._flush_scheduled = False
+        for owner, lines in self._outbox.items():
+            self._queue_batch(owner, lines)
+        self._outbox.clear()
 
-    def leave(self, peer: str) -> None:
-        self._push(("leave", peer, "", 0))
-
-    def forward(self, owner: str, peer: str, room: str, frame: str) -> None:
-        if len(self.ops) >= MAX_PENDING:
-            self._dropped += 1
-            if self._dropped % 1000 == 1:
-                log.warning("redis is not keeping up: dropped %d relayed frames", self._dropped)
-            return
-        self._push(("pub", f"{self.prefix}ch:{owner}", f"D {peer} {room} {frame}", 0))
+    def _queue_batch(self, owner: str, lines: list[str]) -> None:
+        message = f"{Kind.DELIVER} {lines[0]}" if len(lines) == 1 else f"{Kind.BATCH}\n" + "\n".join(lines)
+        self.ops.append(Publish(f"{self.prefix}ch:{owner}", message, len(lines)))
+        self._wake.set()
 
     async def _worker(self) -> None:
         # The loop condition, not only cancellation, ends it: redis-py can turn a cancel into an error.
         while not self._stopping:
             if not self.ops:
                 self._wake.clear()
-                await self._wake.wait()
+                if not self._held:
+                    await self._wake.wait()
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), HOLD_RETRY)
+            if not self._up.is_set():
+                await self._up.wait()
                 continue
-            op = self.ops.popleft()
             try:
-                if op[0] == "pub":
-                    await self._publish_batch(op)
-                elif op[0] == "join":
-                    if not await self._join(args=[self.prefix, op[1], self.proc, op[2], op[3]]):
-                        assert self.events is not None
-                        self.events.full(op[1], op[2])
-                else:
-                    await self._leave(args=[self.prefix, op[1]])
-            except (RedisError, OSError) as exc:
-                log.error("redis %s failed: %s", op[0], exc)
-                if op[0] == "join" and self.events is not None:
-                    self.events.failed(op[1], "signaling backend unavailable")
+                if self._held and asyncio.get_running_loop().time() >= self._retry_at:
+                    await self._retry_held()
+                if self.ops:
+                    await self._runners[type(self.ops[0])](self.ops[0])
+            except LINK_ERRORS as exc:
+                self._lost(exc)  # a membership change stays queued and runs again after the reconnect
+            except Exception as exc:  # Redis refused a membership script (or a bug): drop it, keep serving
+                self._refused(exc)
 
-    async def _publish_batch(self, first: tuple[str, str, str, int]) -> None:
+    def _refused(self, exc: Exception) -> None:
+        op = self.ops.popleft() if self.ops and not isinstance(self.ops[0], Publish) else None
+        log.error("redis refused %s: %s: %s", type(op).__name__, type(exc).__name__, exc)
+        if isinstance(op, Join) and self.events is not None:
+            self.events.failed(op.peer, "signaling backend unavailable")
+
+    async def _run_join(self, op: Op) -> None:
+        assert isinstance(op, Join) and self.events is not None
+        admitted = await self._run(self._join, self.prefix, op.peer, self.proc, op.room, op.capacity)
+        self.ops.popleft()
+        if admitted:
+            self.members[op.peer] = op.room
+        else:
+            self.events.full(op.peer, op.room)
+
+    async def _run_leave(self, op: Op) -> None:
+        assert isinstance(op, Leave)
+        await self._run(self._leave, self.prefix, op.peer)
+        self.ops.popleft()
+        self.members.pop(op.peer, None)
+
+    async def _run_publish(self, op: Op) -> None:
+        """Pipeline the queued publishes; if the link fails mid-way they are dropped (at most once)."""
+        batch: list[Publish] = []
+        while self.ops and isinstance(self.ops[0], Publish) and len(batch) < PIPELINE:
+            pub = self.ops.popleft()
+            assert isinstance(pub, Publish)
+            held = self._held.get(pub.channel)
+            if held is not None:
+                held.append(pub)  # behind the frames already waiting for that process
+            else:
+                batch.append(pub)
+        if batch:
+            await self._publish(batch)
+
+    async def _publish(self, batch: list[Publish]) -> None:
+        """Send `batch`; hold the frames no process received (their process is resubscribing, or dead)."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.publish(first[1], first[2])
-        n = 1
-        while self.ops and self.ops[0][0] == "pub" and n < PIPELINE:
-            op = self.ops.popleft()
-            pipe.publish(op[1], op[2])
-            n += 1
-        await pipe.execute()
+        for pub in batch:
+            pipe.publish(pub.channel, pub.message)
+        try:
+            receivers = await pipe.execute()
+        except LINK_ERRORS:
+            self._drop(batch, "the redis connection was lost while publishing")
+            raise
+        except RedisError as exc:
+            self._drop(batch, f"redis refused them: {exc}")
+            return
+        for pub, n in zip(batch, receivers, strict=True):
+            if n:
+                self._queued_frames -= pub.frames
+            else:
+                self._hold(pub)
 
-    # Events from Redis
+    async def _run(self, script: AsyncScript, *args: str | int) -> int:
+        """Run a membership script; hold the events it could not deliver. Its result."""
+        result, *missed = await script(args=list(args))
+        for i in range(0, len(missed), 2):
+            self._hold(Publish(missed[i], missed[i + 1], 0))
+        return int(result)
 
-    async def _listen(self) -> None:
-        # A bounded wait: redis-py may swallow a cancellation inside a blocking read.
-        while not self._stopping:
+    def _hold(self, pub: Publish) -> None:
+        """Keep `pub` (no process received it) to send again, behind what is already held for its channel."""
+        held = self._held.get(pub.channel)
+        if held is None:
+            now = asyncio.get_running_loop().time()
+            held = self._held[pub.channel] = collections.deque()
+            self._hold_until[pub.channel] = now + HOLD
+            if len(self._held) == 1:
+                self._retry_at = now + HOLD_RETRY
+        held.append(pub)
+
+    async def _retry_held(self) -> None:
+        """Send each held channel's oldest frames again; release it once received, drop it past HOLD."""
+        now = asyncio.get_running_loop().time()
+        self._retry_at = now + HOLD_RETRY
+        for channel in list(self._held):
+            if now >= self._hold_until[channel]:
+                del self._hold_until[channel]
+                self._drop(list(self._held.pop(channel)), f"no process subscribed to {channel} within {HOLD:.0f}s")
+                continue
+            first = self._held[channel][0]
             try:
-                msg = await self.pubsub.get_message(timeout=1.0)
+                received = await self.redis.publish(first.channel, first.message)
+            except RedisError as exc:
+                if isinstance(exc, LINK_ERRORS):
+                    raise
+                del self._hold_until[channel]
+                self._drop(list(self._held.pop(channel)), f"redis refused them: {exc}")
+                continue
+            if received:
+                held = self._held.pop(channel)
+                del self._hold_until[channel]
+                held.popleft()
+                self._queued_frames -= first.frames
+                for pub in reversed(held):
+                    self.ops.appendleft(pub)
+
+    def _drop(self, pubs: list[Publish], why: str) -> None:
+        frames = sum(pub.frames for pub in pubs)
+        self._queued_frames -= frames
+        self.dropped += frames
+        log.warning("%d messages (%d relayed frames) dropped: %s", len(pubs), frames, why)
+
+    # Events from Redis, and the connection that carries them
+
+    async def _session(self) -> None:
+        """Read our channel while connected; reconnect (with backoff) when the link is lost."""
+        while not self._stopping:
+            if not self._up.is_set():
+                await self._reconnect()
+                continue
+            try:
+                msg = await self.pubsub.get_message(timeout=LISTEN_POLL)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
-                log.error("redis pub/sub failed, resubscribing: %s", exc)
-                await asyncio.sleep(0.5)
+            except Exception as exc:  # redis-py raises more than its own errors from a dead socket
+                self._lost(exc)
                 continue
             if msg is not None and msg.get("type") == "message":
-                try:
-                    self._dispatch(msg["data"])
-                except Exception:
-                    log.exception("bad event on %s", self.channel)
+                assert self.reader is not None
+                self.reader.dispatch(msg["data"])
 
-    def _dispatch(self, data: str) -> None:
-        events = self.events
-        assert events is not None
-        kind, _, rest = data.partition(" ")
-        if kind == "D":
-            peer, room, frame = rest.split(" ", 2)
-            events.deliver(peer, room, frame)
-        elif kind == "L":
-            room, peer = rest.split(" ")
-            events.left(room, peer)
-        elif kind == "J":
-            room, peer, owner = rest.split(" ")
-            events.joined(Joined(room, peer, owner, ()))
-        elif kind == "A":
-            room, peer, owner, again, *members = rest.split(" ")
-            before = tuple(_pair(m) for m in members)
-            events.joined(Joined(room, peer, owner, before, again == "1"))
+    def _lost(self, exc: BaseException) -> None:
+        if self._up.is_set() and not self._stopping:
+            log.warning("redis connection lost (%s: %s); reconnecting", type(exc).__name__, exc)
+            self._up.clear()
+
+    async def _reconnect(self) -> None:
+        delay, attempts = BACKOFF_FIRST, 0
+        loop = asyncio.get_running_loop()
+        since = loop.time()
+        while not self._stopping:
+            attempts += 1
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    await self._open(reconnect=True)
+            except (RedisError, *LINK_ERRORS) as exc:
+                if attempts == 1 or attempts % 20 == 0:
+                    log.warning("redis reconnect attempt %d failed: %s", attempts, type(exc).__name__)
+                await asyncio.sleep(random.uniform(delay / 2, delay))
+                delay = min(delay * 2, BACKOFF_MAX)
+                continue
+            log.warning(
+                "redis connection restored after %.1fs (%d attempts); %d requests queued",
+                loop.time() - since,
+                attempts,
+                len(self.ops) + len(self._outbox),
+            )
+            self._up.set()
+            self._wake.set()
+            return
+
+    async def _open(self, reconnect: bool = False) -> None:
+        """Fresh connections, our channel subscribed, this process registered (and its members restored)."""
+        old, self.pubsub = self.pubsub, self.redis.pubsub(ignore_subscribe_messages=True)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(old.aclose(), STOP_STEP)
+        # A Sentinel pool asks the sentinels for the primary again when it opens a connection.
+        await self.redis.connection_pool.disconnect()
+        await self.redis.ping()
+        await self.pubsub.subscribe(self.channel)
+        found = await self._register()
+        if reconnect and found is not Registration.REAPED and found is not Registration.DATA_LOST:
+            await self._restore_members()  # writes lost in a failover
+        self._connected_at = asyncio.get_running_loop().time()
+        if reconnect:
+            # Once every live process has had the time to come back and restore its members.
+            self._resync_at = self._connected_at + RESYNC_DELAY
 
     # Liveness
 
-    async def _beat(self) -> None:
-        """Refresh our heartbeat; if we had been reaped (or Redis lost its data), say so."""
+    async def _register(self) -> Registration:
+        """Refresh our heartbeat; notice a Redis that lost its data, or that reaped this process."""
+        epoch_key = f"{self.prefix}epoch"
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(f"{self.prefix}alive:{self.proc}", "1", px=HEARTBEAT_TTL_MS)
+            pipe.set(epoch_key, secrets.token_hex(8), nx=True)
+            pipe.get(epoch_key)
+            pipe.set(f"{self.prefix}alive:{self.proc}", "1", px=int(HEARTBEAT_TTL * 1000))
             pipe.sadd(f"{self.prefix}procs", self.proc)
-            _, added = await pipe.execute()
-        if added and self._registered and self.events is not None:
+            _, epoch, _, added = await pipe.execute()
+        previous, self._epoch = self._epoch, str(epoch)
+        if previous is None:
+            return Registration.FIRST
+        if epoch != previous:
+            log.warning("redis lost its data (restarted empty?): restoring %d members", len(self.members))
+            await self._restore_members()
+            return Registration.DATA_LOST
+        if added:
             log.error("this process was presumed dead and its members were removed; closing them")
+            self.members.clear()
+            assert self.events is not None
             self.events.lost()
-        self._registered = True
+            return Registration.REAPED
+        return Registration.KNOWN
+
+    async def _restore_members(self) -> None:
+        args = [self.prefix, self.proc]
+        for peer, room in self.members.items():
+            args += (peer, room)
+        restored = await self._run(self._restore, *args)
+        if restored:
+            log.warning("re-added %d members Redis had lost", restored)
 
     async def _heartbeat(self) -> None:
+        loop = asyncio.get_running_loop()
         while not self._stopping:
             await asyncio.sleep(HEARTBEAT)
+            if not self._up.is_set():
+                continue
             try:
-                await self._beat()
-                reaped = await self._reap(args=[self.prefix])
-                if reaped:
-                    log.warning("removed %d members of dead signaling processes", reaped)
-                if self.health is not None:
-                    doc = await self.redis.get(health.REDIS_KEY)
-                    self.health.health = health.from_json(str(doc)) if doc else {}
-            except (RedisError, OSError) as exc:
+                await self._register()
+                # After our own outage, give the others one TTL to come back before reaping them.
+                if loop.time() - self._connected_at >= HEARTBEAT_TTL:
+                    reaped = await self._run(self._reap, self.prefix)
+                    if reaped:
+                        log.warning("removed %d members of dead signaling processes", reaped)
+                if self._resync_at and loop.time() >= self._resync_at:
+                    self._resync_at = 0.0
+                    await self._resync()
+            except LINK_ERRORS as exc:
+                self._lost(exc)
+            except RedisError as exc:
                 log.error("redis heartbeat failed: %s", exc)
 
+    async def _resync(self) -> None:
+        """Ask Redis for a snapshot of our rooms, delivered in order on our channel (`Reader` compares)."""
+        assert self.reader is not None
+        rooms = self.reader.rooms()
+        for i in range(0, len(rooms), SNAPSHOT_ROOMS):
+            await self._run(self._snapshot, self.prefix, self.proc, *rooms[i : i + SNAPSHOT_ROOMS])
+
+    async def _poll_health(self, shared: SharedHealth) -> None:
+        """Keep the node health `turnkit probe` publishes (`health.REDIS_KEY`) current."""
+        while not self._stopping:
+            if self._up.is_set():
+                try:
+                    doc = await self.redis.get(health.REDIS_KEY)
+                    shared.health = health.from_json(str(doc)) if doc else {}
+                except LINK_ERRORS as exc:
+                    self._lost(exc)
+                except (RedisError, ValueError) as exc:
+                    log.error("cannot read node health from redis: %s", exc)
+            await asyncio.sleep(HEALTH_POLL)
+
     async def ready(self) -> str | None:
+        if not self._up.is_set():
+            return "redis unreachable: reconnecting"
         try:
             await asyncio.wait_for(self.redis.ping(), 2.0)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (RedisError, *LINK_ERRORS) as exc:
             return f"redis unreachable: {type(exc).__name__}"
         return None
 
     async def stop(self) -> None:
         """Flush queued requests, remove our remaining members, stop the tasks (every step bounded)."""
+        self._flush()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5):
-                while self.ops:
+                while self.ops and self._up.is_set():
                     await asyncio.sleep(0.01)
         self._stopping = True
         self._wake.set()
@@ -298,27 +509,22 @@ class RedisBackend:
             _, stuck = await asyncio.wait(self._tasks, timeout=STOP_STEP)
             if stuck:
                 log.warning("redis backend: %s did not stop", ", ".join(t.get_name() for t in stuck))
-        steps = (
-            ("reap", self._reap(args=[self.prefix, self.proc])),
-            ("pubsub close", self.pubsub.aclose()),
-            ("client close", self.redis.aclose()),
-        )
-        for name, step in steps:
+        try:
+            await asyncio.wait_for(self._run(self._reap, self.prefix, self.proc), STOP_STEP)
+        except (RedisError, *LINK_ERRORS) as exc:
+            log.warning("redis backend: reap at shutdown failed: %s", type(exc).__name__)
+        await self._close_clients()
+
+    async def _close_clients(self) -> None:
+        steps = (("pubsub", self.pubsub.aclose), ("client", self.redis.aclose), ("sentinels", self._close_sentinels))
+        for name, close in steps:
             try:
-                await asyncio.wait_for(step, STOP_STEP)
-            except (RedisError, OSError, TimeoutError) as exc:
-                log.warning("redis backend: %s at shutdown failed: %s", name, type(exc).__name__)
+                await asyncio.wait_for(close(), STOP_STEP)
+            except (RedisError, *LINK_ERRORS) as exc:
+                log.warning("redis backend: closing the %s failed: %s", name, type(exc).__name__)
 
 
-def _pair(member: str) -> tuple[str, str]:
-    peer, _, owner = member.partition(":")
-    return peer, owner
-
-
-def _safe(url: str) -> str:
-    """The Redis URL without a password."""
-    head, sep, tail = url.rpartition("@")
-    if not sep:
-        return url
-    scheme, _, _ = head.partition("://")
-    return f"{scheme}://***@{tail}"
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, MasterNotFoundError):  # its text embeds the whole client repr
+        return "no sentinel answered with a primary for the service"
+    return str(exc) or type(exc).__name__

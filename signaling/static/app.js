@@ -330,6 +330,7 @@
 
   async function collectStats(conn) {
     const report = await conn.getStats();
+    if (conn !== pc) return; // hung up while getStats() was pending: the call's stats are gone
     const byId = new Map();
     report.forEach((s) => byId.set(s.id, s));
     let pair = null;

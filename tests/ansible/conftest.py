@@ -43,17 +43,12 @@ class Target:
     keyring_json: str = field(default="")
 
     def inventory(self) -> ansible.Inventory:
-        turn = ansible.turn_hosts(
-            self.cfg, [self.node], COTURN_VERSION, connection="chroot",
-            addresses={self.node.name: str(self.root)}, overrides=self.host_overrides,
+        """The inventory `turnkit deploy` builds, with both roles on one chroot and no certificates
+        unless the region overrides ask for them."""
+        return ansible.region_inventory(
+            self.cfg, [self.node], COTURN_VERSION, connection="chroot", addresses={self.node.name: str(self.root)},
+            certificates=False, node_overrides=self.host_overrides, region_overrides=self.region_overrides,
         )  # fmt: skip
-        signaling = [ansible.Host(self.node.name, str(self.root), "chroot")]
-        return ansible.Inventory(
-            turn=turn,
-            signaling=signaling,
-            turn_vars=ansible.certbot_vars(self.cfg, [self.node], self.region_overrides),
-            signaling_vars=ansible.region_vars(self.cfg, [self.node], self.region_overrides),
-        )
 
     def secret_vars(self) -> dict[str, Any]:
         return {

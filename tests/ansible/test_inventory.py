@@ -48,7 +48,10 @@ def eu_config(tmp: Path) -> Config:
 
 def test_turn_hosts_carry_the_coturn_context_without_secrets(tmp_path: Path) -> None:
     cfg = eu_config(tmp_path)
-    hosts = ansible.turn_hosts(cfg, NODES, "4.6.1", user="admin", certificates=True, overrides={"coturn_max_bps": 5})
+    inventory = ansible.region_inventory(
+        cfg, NODES, "4.6.1", signaling=(), user="admin", node_overrides={"coturn_max_bps": 5}
+    )
+    hosts = inventory.turn
     assert [h.address for h in hosts] == ["203.0.113.10", "203.0.113.11"]
     expected = render.coturn_context(cfg, NODES[0], ["x"], "4.6.1")
     del expected["coturn_static_auth_secrets"]
@@ -64,7 +67,9 @@ def test_turn_hosts_carry_the_coturn_context_without_secrets(tmp_path: Path) -> 
 
 def test_chroot_hosts_use_the_chroot_plugin(tmp_path: Path) -> None:
     cfg = eu_config(tmp_path)
-    hosts = ansible.turn_hosts(cfg, NODES[:1], "4.6.1", connection="chroot", addresses={"turn-1": "/srv/root"})
+    hosts = ansible.region_inventory(
+        cfg, NODES[:1], "4.6.1", connection="chroot", addresses={"turn-1": "/srv/root"}, certificates=False
+    ).turn
     host_vars = hosts[0].inventory_vars()
     assert host_vars["ansible_connection"] == "community.general.chroot"
     assert host_vars["ansible_host"] == "/srv/root"
@@ -74,12 +79,10 @@ def test_chroot_hosts_use_the_chroot_plugin(tmp_path: Path) -> None:
 
 def test_inventory_groups(tmp_path: Path) -> None:
     cfg = eu_config(tmp_path)
-    inventory = ansible.Inventory(
-        turn=ansible.turn_hosts(cfg, NODES, "4.6.1"),
-        signaling=[ansible.Host("signal-1", "203.0.113.20")],
-        turn_vars=ansible.certbot_vars(cfg, NODES),
-        signaling_vars=ansible.region_vars(cfg, NODES, {"nginx_http_port": 8080}),
-    )
+    inventory = ansible.region_inventory(
+        cfg, NODES, "4.6.1", signaling=[ansible.Host("signal-1", "203.0.113.20")], certificates=False,
+        region_overrides={"nginx_http_port": 8080},
+    )  # fmt: skip
     data = json.loads(json.dumps(inventory.to_dict()))
     groups = data["all"]["children"]
     assert sorted(groups["turn"]["hosts"]) == ["turn-1", "turn-2"]
@@ -91,7 +94,7 @@ def test_inventory_groups(tmp_path: Path) -> None:
 
 def test_secret_variables_never_enter_the_inventory(tmp_path: Path) -> None:
     cfg = eu_config(tmp_path)
-    hosts = ansible.turn_hosts(cfg, NODES, "4.6.1", overrides={"coturn_static_auth_secrets": ["leak"]})
+    hosts = ansible.region_inventory(cfg, NODES, "4.6.1", node_overrides={"coturn_static_auth_secrets": ["leak"]}).turn
     assert "coturn_static_auth_secrets" not in hosts[0].inventory_vars()
     host = ansible.Host("turn-1", "203.0.113.10", vars={"coturn_key_pem": "KEY"})
     with pytest.raises(TurnkitError, match=r"^host `turn-1`: secret variable `coturn_key_pem` must not go in"):
@@ -211,7 +214,7 @@ def test_secrets_travel_in_a_private_file_not_on_the_command_line(
 def test_region_inventory_and_secret_vars(tmp_path: Path) -> None:
     cfg = eu_config(tmp_path)
     signaling = [ansible.Host("signal-1", "198.51.100.7", user="root")]
-    inventory = ansible.region_inventory(cfg, NODES, "4.6.1", signaling, user="admin")
+    inventory = ansible.region_inventory(cfg, NODES, "4.6.1", signaling=signaling, user="admin")
     groups = inventory.to_dict()["all"]["children"]
     assert groups["signaling"]["vars"]["certbot_domains"] == ["turn.example.test"]
     assert groups["signaling"]["hosts"]["signal-1"]["ansible_become"] is False
@@ -246,3 +249,65 @@ def test_coturn_role_is_hardened_by_default() -> None:
     defaults = yaml.safe_load(Path("playbooks/roles/coturn/defaults/main.yml").read_text())
     assert defaults["coturn_denied_peer_ranges"] == render.peer_ranges()
     assert defaults["coturn_allow_loopback_peers"] is False
+
+
+def test_one_host_in_both_groups_must_agree_on_its_certificate(tmp_path: Path) -> None:
+    """Host vars beat group vars: turn-1's own certbot_domains would hide the signaling server_name."""
+    cfg = eu_config(tmp_path)
+    with pytest.raises(TurnkitError) as info:
+        ansible.region_inventory(cfg, NODES, "4.6.1").to_dict()
+    assert str(info.value) == (
+        "host `turn-1` is in both groups with different `certbot_domains`: "
+        "configure its TURN and signaling roles in separate runs"
+    )
+    both = ansible.region_inventory(cfg, NODES, "4.6.1", certificates=False).to_dict()["all"]["children"]
+    assert list(both["signaling"]["hosts"]) == ["turn-1"]
+    signaling_only = ansible.region_inventory(cfg, NODES, "4.6.1", turn=()).to_dict()["all"]["children"]
+    assert signaling_only["turn"]["hosts"] == {}
+    assert signaling_only["signaling"]["vars"]["certbot_domains"] == ["turn.example.test"]
+    assert "certbot_domains" not in signaling_only["signaling"]["hosts"]["turn-1"]
+
+
+def test_inventory_command_writes_what_deploy_runs(tmp_path: Path) -> None:
+    """`turnkit inventory` for running site.yml by hand: the builder deploy uses, readable by Ansible."""
+    import subprocess
+
+    (tmp_path / "turnkit.toml").write_text(
+        '[project]\ndomain = "example.test"\n[signaling]\nserver_name = "signal.example.test"\n'
+        '[regions.st]\nprovider = "static"\nnodes = 2\n'
+        '[[regions.st.hosts]]\naddress = "turn-1.st.example.test"\n[[regions.st.hosts]]\naddress = "198.51.100.8"\n'
+    )
+    keyring.save(tmp_path / "turnkit.secrets.json", keyring.init(1_700_000_000))
+    run = subprocess.run(
+        [sys.executable, "-m", "turnkit", "inventory", "--region", "st", "--out", "inv"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    out = tmp_path / "inv"
+    assert run.stdout.splitlines() == [str(Path("inv") / n) for n in ("turn.yml", "signaling.yml", "vars.json")]
+    assert {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()} == {
+        "turn.yml": 0o600, "signaling.yml": 0o600, "vars.json": 0o600,
+    }  # fmt: skip
+    listed = subprocess.run(
+        [str(Path(ansible.ansible_playbook()).with_name("ansible-inventory")), "-i", str(out / "signaling.yml"), "--list"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    parsed = json.loads(listed.stdout)
+    assert parsed["signaling"]["hosts"] == ["turn-1"]
+    assert parsed["_meta"]["hostvars"]["turn-1"]["certbot_domains"] == ["signal.example.test"]
+    turn = json.loads((out / "turn.yml").read_text())["all"]["children"]
+    assert turn["turn"]["hosts"]["turn-2"]["certbot_domains"] == ["198.51.100.8"]
+    assert turn["signaling"]["hosts"] == {}
+    assert json.loads((out / "vars.json").read_text())["turnkit_header"] == render.HEADER
+
+    secret = keyring.load(tmp_path / "turnkit.secrets.json").primary.value
+    assert secret not in "".join(p.read_text() for p in out.iterdir())
+    again = subprocess.run(
+        [sys.executable, "-m", "turnkit", "inventory", "--region", "st", "--out", "inv", "--with-secrets"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert again.returncode == 0 and secret not in again.stdout + again.stderr
+    secrets = json.loads((out / "secrets.json").read_text())
+    assert secrets["coturn_static_auth_secrets"] == [secret]
+    assert (out / "secrets.json").stat().st_mode & 0o777 == 0o600

@@ -17,9 +17,9 @@ import pytest
 from cryptography import x509
 
 from tests import daemons, turnclient
-from tests.ansible.conftest import COTURN_VERSION, JWT_SECRET, Target
+from tests.ansible.conftest import COTURN_VERSION, JWT_SECRET, NO_SYSTEMD, Target
 from tests.certs.pebble import pebble_running
-from turnkit import ansible, credentials, render, resources
+from turnkit import ansible, credentials, render, resources, secretdb
 
 DOMAIN = "turn.example.test"
 
@@ -80,7 +80,8 @@ def test_files_are_byte_identical_to_turnkit_render(target: Target) -> None:
 
 def test_secrets_reach_the_target_but_not_the_output(target: Target) -> None:
     conf = (target.root / "etc/turnserver.conf").read_text()
-    assert f"static-auth-secret={target.secret}\n" in conf
+    assert target.secret not in conf  # coturn reads it from its table (the secrets task)
+    assert secretdb.read(target.root / "var/lib/turn/turndb", target.cfg.project.effective_realm) == {target.secret}
     keyring = target.root / "etc/turnkit/turnkit.secrets.json"
     assert keyring.read_text() == target.keyring_json
     assert keyring.stat().st_mode & 0o777 == 0o600
@@ -97,6 +98,7 @@ def test_file_owners_and_modes(target: Target) -> None:
         target, "stat", "-c", "%n %U:%G %a",
         "/etc/turnserver.conf", "/etc/turnkit/certs", "/etc/turnkit/certs/fullchain.pem",
         "/etc/turnkit/certs/privkey.pem", "/etc/letsencrypt/renewal-hooks/deploy/turnkit-install-certs.sh",
+        "/var/lib/turn/turndb",
     )  # fmt: skip
     assert stat.stdout.splitlines() == [
         "/etc/turnserver.conf root:turnserver 640",
@@ -104,6 +106,7 @@ def test_file_owners_and_modes(target: Target) -> None:
         "/etc/turnkit/certs/fullchain.pem turnserver:turnserver 400",
         "/etc/turnkit/certs/privkey.pem turnserver:turnserver 400",
         "/etc/letsencrypt/renewal-hooks/deploy/turnkit-install-certs.sh root:root 755",
+        "/var/lib/turn/turndb turnserver:turnserver 600",
     ]
 
 
@@ -247,3 +250,55 @@ def test_certbot_role_obtains_from_pebble_and_hands_the_certificate_to_coturn(ta
             der = tls.getpeercert(binary_form=True)
         assert der is not None
         assert x509.load_der_x509_certificate(der) == leaf
+
+
+SIGNALING_NAME = "signal.eu.example.test"
+
+REMOTE_TOML = """
+[project]
+domain = "example.test"
+[signaling]
+server_name = "{server_name}"
+[tls]
+acme_server = "{acme}"
+[regions.eu]
+provider = "static"
+nodes = 1
+[[regions.eu.hosts]]
+address = "turn-1.eu.example.test"
+"""
+
+
+def test_signaling_host_certificate_is_the_one_nginx_serves(target: Target, tmp_path: Path) -> None:
+    """Last in the module (it issues another certificate): `turnkit deploy`'s signaling run for a remote
+    region asks certbot for the signaling `server_name`, the name NGINX's `ssl_certificate` points at."""
+    from turnkit import config as config_mod
+    from turnkit import keyring as keyring_mod
+    from turnkit.deploy import Fleet
+    from turnkit.nodes import region_nodes
+
+    with pebble_running(tmp_path / "pebble") as pebble:
+        ca_inside = "/usr/local/share/turnkit-test/pebble-tls-ca.pem"
+        (target.root / ca_inside.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(pebble.tls_ca, target.root / ca_inside.lstrip("/"))
+        (tmp_path / "turnkit.toml").write_text(REMOTE_TOML.format(server_name=SIGNALING_NAME, acme=pebble.directory))
+        cfg = config_mod.load(tmp_path / "turnkit.toml")
+        keyring_mod.save(cfg.secrets_path, keyring_mod.init(int(time.time())))
+        nodes = region_nodes(cfg, "eu")
+        fleet = Fleet(
+            cfg, "eu", nodes, connection="chroot", addresses={"turn-1": str(target.root)},
+            extra_vars={**NO_SYSTEMD, "certbot_ca_bundle": ca_inside},
+        )  # fmt: skip
+        fleet.push_signaling(print)
+
+    nginx_conf = (target.root / "etc/nginx/nginx.conf").read_text()
+    assert f"ssl_certificate /etc/letsencrypt/live/{SIGNALING_NAME}/fullchain.pem;" in nginx_conf
+    renewal = target.root / "etc/letsencrypt/renewal"
+    requested = {p.stem for p in renewal.glob("*.conf")}
+    assert SIGNALING_NAME in requested
+    assert "turn-1.eu.example.test" not in requested
+    leaf = x509.load_pem_x509_certificate(
+        (target.root / f"etc/letsencrypt/live/{SIGNALING_NAME}/cert.pem").read_bytes()
+    )
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == [SIGNALING_NAME]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,7 +73,7 @@ def test_rotation_reaches_every_node_before_signaling_issues_with_it(tmp_path: P
         playbook=playbook, extra_vars={"record_file": str(record)},
     )  # fmt: skip
 
-    promoted = rollout(cfg, lambda: fleet.push_nodes(print), lambda: fleet.push_signaling(print), print)
+    promoted = rollout(cfg, lambda: fleet.push_all(print), lambda: fleet.push_signaling(print), print)
 
     both = hashlib.sha1(",".join(sorted([old.primary.value, staged.value])).encode()).hexdigest()
     assert promoted == staged.id
@@ -101,7 +102,8 @@ def test_cloud_region_nodes_reach_the_signaling_host(tmp_path: Path, monkeypatch
     import json
 
     from turnkit.fsutil import atomic_write
-    from turnkit.nodes import Node, state_file
+    from turnkit.nodes import Node
+    from turnkit.provision.base import state_file
 
     (tmp_path / "turnkit.toml").write_text('[regions.eu]\nprovider = "aws"\n')
     cfg = config_mod.load(tmp_path / "turnkit.toml")
@@ -120,3 +122,37 @@ def test_cloud_region_nodes_reach_the_signaling_host(tmp_path: Path, monkeypatch
     assert handed["env"] == {"TURNKIT_JWT_SECRET": "operator-jwt-secret"}  # via the 0600 secrets file
     assert handed["dir"] == "/etc/turnkit/.turnkit"
     assert handed["nodes"] == {"eu": [nodes[0].to_dict()]}
+
+
+def recorded_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Fleet, list[dict[str, Any]]]:
+    """A fleet for region `st` whose playbook runs only record their inventories."""
+    from turnkit import ansible
+
+    (tmp_path / "turnkit.toml").write_text(TOML + '[signaling]\nserver_name = "signal.example.test"\n')
+    cfg = config_mod.load(tmp_path / "turnkit.toml")
+    keyring.save(cfg.secrets_path, keyring.init(100))
+    runs: list[dict[str, Any]] = []
+    monkeypatch.setattr(ansible, "run_playbook", lambda inventory, secrets, **_: runs.append(inventory.to_dict()))
+    return Fleet(cfg, "st", region_nodes(cfg, "st")), runs
+
+
+def test_signaling_run_asks_certbot_for_the_server_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The signaling host's certificate is its `server_name` (what NGINX serves), not turn-1's hostname."""
+    fleet, runs = recorded_runs(tmp_path, monkeypatch)
+    fleet.push_signaling(print)
+    (signaling,) = [run["all"]["children"]["signaling"] for run in runs]
+    effective = {**signaling["vars"], **signaling["hosts"]["turn-1"]}
+    assert effective["nginx_cert_file"] == "/etc/letsencrypt/live/signal.example.test/fullchain.pem"
+    assert effective["certbot_domains"] == ["signal.example.test"]
+    assert not [k for k in signaling["hosts"]["turn-1"] if k.startswith("coturn_")]
+
+
+def test_push_nodes_configures_each_turn_node_and_nothing_else(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet, runs = recorded_runs(tmp_path, monkeypatch)
+    fleet.push_nodes(print)
+    groups = [run["all"]["children"] for run in runs]
+    assert [(sorted(g["turn"]["hosts"]), sorted(g["signaling"]["hosts"])) for g in groups] == [
+        (["turn-1"], []),
+        (["turn-2"], []),
+    ]
+    assert groups[0]["turn"]["hosts"]["turn-1"]["certbot_domains"] == ["turn-1.st.example.test"]

@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 from tests.deploy.conftest import Site, run_cli
-from turnkit import keyring, localstack
+from turnkit import keyring, localstack, secretdb
 from turnkit.nodes import region_nodes
 
 
@@ -46,7 +46,7 @@ def demo_token(stdout: str) -> str:
 
 
 def test_deploy_local_brings_up_a_probed_stack_and_down_stops_it(site: Site) -> None:
-    first = site.cli("deploy", "--region", "local")
+    first = site.cli("deploy", "--region", "local", "--show-token")
     assert first.returncode == 0, first.stderr
     cfg = site.load()
     lay = localstack.layout(cfg, "local")
@@ -81,6 +81,12 @@ def test_deploy_local_brings_up_a_probed_stack_and_down_stops_it(site: Site) -> 
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["ok"] is True
     assert localstack.status(cfg, "local") == pids
+    # Without --show-token the token is nowhere in the output (it would end up in CI logs).
+    assert json.loads(again.stdout)["demo_url"] == f"http://127.0.0.1:{site.signaling}/"
+    assert "token=" not in again.stdout + again.stderr
+    text = site.cli("deploy", "--region", "local")
+    assert f"demo page: http://127.0.0.1:{site.signaling}/\n" in text.stdout
+    assert "token=" not in text.stdout + text.stderr
 
     down = site.cli("down", "--region", "local")
     assert down.returncode == 0, down.stderr
@@ -100,11 +106,14 @@ def test_changed_config_restarts_only_what_changed(site: Site) -> None:
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["promoted"] == ring.secrets[0].id
     after = localstack.status(cfg, "local")
-    assert after["coturn-turn-1"] != before["coturn-turn-1"]  # new accepted secret: coturn restarted
+    assert after["coturn-turn-1"] == before["coturn-turn-1"]  # new accepted secret: a table row, no restart
     assert after["signaling"] == before["signaling"]  # it re-reads the keyring itself
-    conf = localstack.layout(cfg, "local").coturn_dir(region_nodes(cfg, "local")[0]) / "turnserver.conf"
-    assert conf.read_text().count("static-auth-secret=") == 2
+    lay, node = localstack.layout(cfg, "local"), region_nodes(cfg, "local")[0]
+    conf = lay.coturn_dir(node) / "turnserver.conf"
+    assert "static-auth-secret=" not in conf.read_text()
     assert stat.S_IMODE(conf.stat().st_mode) == 0o600
+    assert sorted(secretdb.read(lay.userdb(node), cfg.project.effective_realm)) == sorted(ring.accepted)
+    assert stat.S_IMODE(lay.userdb(node).stat().st_mode) == 0o600
 
 
 def test_dry_run_only_plans(site: Site) -> None:

@@ -138,8 +138,8 @@ def test_explicit_urls_with_secrets_file_env_and_no_config(
         (["--region", "local", "--check", "ping"], "error: --check: unknown check `ping` (known: stun, unauth, allocate, relay, hardening, expired)"),
         (["--region", "local", "--forbidden-peer", "metadata"], "error: --forbidden-peer: not an IP address, got 'metadata'"),
         (["--region", "local", "--ca-file", "/nonexistent/ca.pem"], "error: --ca-file: `/nonexistent/ca.pem` is not a file"),
-        (["--via-signaling", "http://127.0.0.1:9"], "error: --via-signaling: needs --token JWT (or $TURNKIT_PROBE_TOKEN)"),
-        (["--via-signaling", "ftp://x", "--token", "t"], "error: --via-signaling: expected an http(s):// URL, got 'ftp://x'"),
+        (["--via-signaling", "http://127.0.0.1:9"], "error: --via-signaling: needs a JWT: set $TURNKIT_PROBE_TOKEN or pass --token-file FILE"),
+        (["--via-signaling", "http://127.0.0.1:9", "--token-file", "/nonexistent/jwt"], "error: --token-file: cannot read `/nonexistent/jwt`: No such file or directory"),
     ],
 )  # fmt: skip
 def test_bad_usage_is_one_line_and_exit_2(project: Project, args: list[str], message: str) -> None:
@@ -147,6 +147,29 @@ def test_bad_usage_is_one_line_and_exit_2(project: Project, args: list[str], mes
     assert proc.returncode == 2
     assert proc.stderr.strip() == message
     assert proc.stdout == ""
+
+
+def test_bad_signaling_url_is_one_line(project: Project) -> None:
+    proc = turnkit(
+        "probe", "--config", str(project.cfg.path), "--via-signaling", "ftp://x", env={"TURNKIT_PROBE_TOKEN": "t"}
+    )
+    assert (proc.returncode, proc.stderr.strip()) == (
+        2,
+        "error: --via-signaling: expected an http(s):// URL, got 'ftp://x'",
+    )
+
+
+def test_the_probe_token_never_comes_from_argv(project: Project) -> None:
+    """A JWT on the command line lands in shell history and `ps`: only a file or the environment."""
+    proc = turnkit("probe", "--config", str(project.cfg.path), "--via-signaling", "http://127.0.0.1:9", "--token", "t")
+    assert proc.returncode == 2
+    assert "No such option: --token" in proc.stderr
+    empty = project.tmp / "empty.jwt"
+    empty.write_text("\n")
+    proc = turnkit(
+        "probe", "--config", str(project.cfg.path), "--via-signaling", "http://127.0.0.1:9", "--token-file", str(empty)
+    )
+    assert (proc.returncode, proc.stderr.strip()) == (2, f"error: --token-file: `{empty}` is empty")
 
 
 def test_unknown_flag_is_a_usage_error(project: Project) -> None:

@@ -106,7 +106,34 @@ def test_rejected_token_is_a_failed_check(project: Project, coturn: daemons.Cotu
     bad = jwt.encode(
         {"sub": "x", "exp": int(time.time()) + 600}, "not-the-jwt-secret-at-all-but-long-enough", algorithm="HS256"
     )
-    proc = turnkit("probe", "--config", str(conf), "--via-signaling", signaling_url, "--token", bad)
+    token_file = project.tmp / "probe.jwt"
+    token_file.write_text(bad + "\n")
+    proc = turnkit("probe", "--config", str(conf), "--via-signaling", signaling_url, "--token-file", str(token_file))
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"error: signaling: GET {signaling_url}/api/ice-servers: HTTP 401 Unauthorized"
     assert bad not in proc.stderr
+
+
+def test_probe_via_signaling_refuses_servers_that_are_not_configured_nodes(
+    project: Project, coturn: daemons.Coturn, signaling_url: str
+) -> None:
+    """The service hands out 127.0.0.1 and 127.0.0.2; a config whose only node is 127.0.0.9 refuses both."""
+    other = project.tmp / "other"
+    other.mkdir()
+    conf = other / "turnkit.toml"
+    conf.write_text(
+        f'[project]\ndomain = "turn.example.test"\n\n[ports]\nlistening = {coturn.port}\ntls = {coturn.tls_port}\n\n'
+        '[regions.elsewhere]\nprovider = "static"\nnodes = 1\n[[regions.elsewhere.hosts]]\naddress = "127.0.0.9"\n'
+    )
+    args = ("probe", "--config", str(conf), "--via-signaling", signaling_url, "--check", "allocate", "--no-record")
+    refused = turnkit(*args, env={"TURNKIT_PROBE_TOKEN": token()})
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        f"error: --via-signaling: `stun:127.0.0.1:{coturn.port}?transport=udp` is not a node of any configured region "
+        "(pass --allow-foreign-targets to probe it anyway)"
+    )
+    assert refused.stdout == ""
+    allowed = turnkit(*args, "--allow-foreign-targets", "--ca-file", str(coturn.certs.ca), "--json",
+                      env={"TURNKIT_PROBE_TOKEN": token()})  # fmt: skip
+    assert allowed.returncode in (0, 1), allowed.stderr
+    assert {r["url"].split(":")[1] for r in json.loads(allowed.stdout)["results"]} == {"127.0.0.1", "127.0.0.2"}

@@ -15,9 +15,10 @@ import pytest
 from tests.provision.conftest import run_cli, write_config
 from turnkit import config as config_mod
 from turnkit.errors import ExitCode, TurnkitError
-from turnkit.nodes import region_nodes, state_file
+from turnkit.nodes import region_nodes
 from turnkit.provision import ProvisionError, changes, provider_for
-from turnkit.provision.aws import TAG_NODE, TAG_PROJECT, TAG_REGION
+from turnkit.provision.aws import TAG_NODE, TAG_PROJECT, TAG_REGION, AwsProvider
+from turnkit.provision.base import state_file
 
 REGION = "eu-central-1"
 
@@ -346,3 +347,33 @@ def test_aws_error_codes_become_one_line(tmp_path: Path, code: str, message: str
     with pytest.raises(ProvisionError) as info, provider.step("launch instance turn-1"):
         raise error
     assert str(info.value) == f"region `eu` (eu-central-1): launch instance turn-1: {expected}"
+    assert info.value.code == code  # callers branch on the code, never on the message text
+
+
+def test_plan_and_apply_share_one_diff_and_one_zone_lookup(aws_env: str, tmp_path: Path) -> None:
+    route53 = boto3.client("route53", region_name=REGION)
+    route53.create_hosted_zone(Name="example.test", CallerReference="turnkit-once")
+    cfg = config_mod.load(write_config(tmp_path, 'route53_zone = "example.test"\n'))
+    provider = AwsProvider(cfg, "eu")
+    calls: list[dict[str, Any]] = []
+    lookup = provider.route53.list_hosted_zones_by_name
+
+    def counted(**kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return lookup(**kwargs)
+
+    provider.route53.list_hosted_zones_by_name = counted
+    looked: list[int] = []
+    find = provider.find
+
+    def counted_find() -> Any:
+        looked.append(1)
+        return find()
+
+    provider.find = counted_find  # type: ignore[method-assign]
+    assert [a.kind for a in changes(provider.plan())].count("dns-record") == 2
+    provider.apply(lambda _: None)
+    assert len(looked) == 1  # apply executed the diff the plan showed; it did not look again
+    done = provider.destroy(lambda _: None)
+    assert [a.kind for a in done].count("dns-record") == 2
+    assert calls == [{"DNSName": "example.test", "MaxItems": "1"}]

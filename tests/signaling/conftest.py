@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -44,15 +45,19 @@ def toml_text(tables: Mapping[str, Mapping[str, object]]) -> str:
     )
 
 
-def write_config(tmp: Path, **tables: Mapping[str, object]) -> config_mod.Config:
-    """turnkit.toml in `tmp` with a `local` region and a fresh keyring; `tables` override/extend it."""
+def write_config(tmp: Path, **tables: Mapping[str, object] | None) -> config_mod.Config:
+    """turnkit.toml in `tmp` with a `local` region and a fresh keyring; `tables` override/extend it
+    (None removes a table, e.g. `regions__local=None`)."""
     base: dict[str, dict[str, object]] = {
         "project": {"domain": "turn.example.test"},
         "signaling": {"host": "127.0.0.1"},
         "regions.local": {"provider": "local", "allow_loopback_peers": True},
     }
     for name, values in tables.items():
-        base.setdefault(name.replace("__", "."), {}).update(values)
+        if values is None:
+            base.pop(name.replace("__", "."), None)
+        else:
+            base.setdefault(name.replace("__", "."), {}).update(values)
     path = tmp / "turnkit.toml"
     path.write_text(toml_text(base))
     cfg = config_mod.load(path)
@@ -189,9 +194,9 @@ def start_server(tmp_path: Path) -> StartServer:
         env: Mapping[str, str] | None = None,
         workdir: Path | None = None,
         server_kw: Mapping[str, Any] | None = None,
-        **tables: Mapping[str, object],
+        **tables: Mapping[str, object] | None,
     ) -> AsyncIterator[Running]:
-        sig = dict(tables.pop("signaling", {}))
+        sig = dict(tables.pop("signaling", None) or {})
         if redis_url:
             sig["redis_url"] = redis_url
         directory = workdir or tmp_path / f"srv-{free_port()}"
@@ -222,3 +227,36 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = TIME
 
 def turnkit_command(*args: str) -> list[str]:
     return [str(Path(sys.executable).parent / "turnkit"), *args]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("TURNKIT_")}, **extra}
+
+
+@contextlib.contextmanager
+def serving(
+    cfg: config_mod.Config, log: Path, port: int | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`turnkit signaling serve` as a subprocess, healthy on a free port."""
+    port = port or free_port()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            turnkit_command("signaling", "serve", "--config", str(cfg.path), "--port", str(port)),
+            env=clean_env(TURNKIT_JWT_SECRET=JWT_SECRET),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_port(port, timeout=30)
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+@contextlib.asynccontextmanager
+async def client(port: int, sub: str) -> AsyncIterator[Client]:
+    async with connect(f"ws://127.0.0.1:{port}/ws?token={make_token(sub)}") as ws:
+        yield Client(ws)

@@ -3,27 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from websockets.asyncio.client import connect
 
-from tests.daemons import free_port, wait_port
-from tests.signaling.conftest import JWT_SECRET, TIMEOUT, Client, RedisProc, make_token, turnkit_command, write_config
-from turnkit import config as config_mod
+from tests.daemons import free_port
+from tests.signaling.conftest import (
+    JWT_SECRET,
+    TIMEOUT,
+    RedisProc,
+    clean_env,
+    client,
+    make_token,
+    serving,
+    turnkit_command,
+    write_config,
+)
 
 #: A kill -9'd process's members are gone after its heartbeat TTL (6 s) plus one reaper period (2 s).
 REAP_BOUND = 8.0
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    return {**{k: v for k, v in os.environ.items() if not k.startswith("TURNKIT_")}, **extra}
 
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -68,35 +70,6 @@ def test_port_in_use_is_one_line(tmp_path: Path) -> None:
     assert res.returncode == 3
     assert res.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: ")
     assert "Traceback" not in res.stderr
-
-
-@contextlib.contextmanager
-def serving(
-    cfg: config_mod.Config, log: Path, port: int | None = None
-) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """`turnkit signaling serve` as a subprocess, healthy on a free port."""
-    port = port or free_port()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            turnkit_command("signaling", "serve", "--config", str(cfg.path), "--port", str(port)),
-            env=clean_env(TURNKIT_JWT_SECRET=JWT_SECRET),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_port(port, timeout=30)
-        yield proc, port
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-
-
-@contextlib.asynccontextmanager
-async def client(port: int, sub: str) -> AsyncIterator[Client]:
-    async with connect(f"ws://127.0.0.1:{port}/ws?token={make_token(sub)}") as ws:
-        yield Client(ws)
 
 
 @pytest.mark.asyncio

@@ -17,9 +17,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.signaling.conftest import JWT_SECRET, RedisProc, StartServer, make_token
+from tests.signaling.conftest import JWT_SECRET, RedisProc, StartServer, make_token, write_config
 from turnkit import credentials, health, keyring
 from turnkit.credentials import Verdict
+from turnkit.errors import ConfigError
 
 pytestmark = pytest.mark.asyncio
 
@@ -268,3 +269,154 @@ async def test_static_files_and_demo_page(start_server: StartServer, tmp_path: P
             status, body = await raw_get(srv.port, f"/static/{bad}")
             assert (status, json.loads(body)) == (404, {"error": "not found"}), bad
         assert (await get(f"{srv.http}/nope")).status_code == 404
+
+
+async def upgrade_status(url: str, origin: str | None) -> int:
+    """101 when the upgrade with this `Origin` (None: no header) is accepted, else the refusal status."""
+    headers = {"Origin": origin} if origin is not None else None
+    try:
+        async with connect(url, additional_headers=headers, origin=None) as ws:
+            await ws.send('{"type": "ice-servers"}')
+            assert json.loads(await ws.recv())["type"] == "ice-servers"
+            return 101
+    except InvalidStatus as exc:
+        assert exc.response.headers["Content-Type"] == "application/json"
+        assert json.loads(exc.response.body) == {"error": "origin not allowed"}
+        return exc.response.status_code
+
+
+async def test_origin_check_with_a_local_region(start_server: StartServer) -> None:
+    """Defaults: https://<server_name>, plus the local region's own loopback pages; nothing else."""
+    async with start_server(signaling={"server_name": "call.example.test"}) as srv:
+        url, port = srv.ws_url(make_token()), srv.port
+        cases = {
+            None: 101,  # non-browser client: bearer token, no Origin
+            "https://call.example.test": 101,
+            "HTTPS://Call.Example.Test:443": 101,
+            f"http://127.0.0.1:{port}": 101,
+            f"http://localhost:{port}": 101,
+            f"http://[::1]:{port}": 101,
+            "https://evil.example": 403,
+            "null": 403,
+            "http://call.example.test": 403,
+            "https://call.example.test.evil.example": 403,
+            "https://call.example.test:8443": 403,
+            f"http://127.0.0.1:{port + 1}": 403,
+            f"https://127.0.0.1:{port}": 403,
+            "": 403,
+        }
+        for origin, status in cases.items():
+            assert await upgrade_status(url, origin) == status, origin
+        async with httpx.AsyncClient(timeout=15) as client:
+            two = [("Origin", "https://call.example.test"), ("Origin", "https://evil.example")]
+            r = await client.get(f"{srv.http}/metrics", headers=two)  # only the upgrade checks Origin
+            assert r.status_code == 200
+        assert srv.server.stats.refused["origin"] == sum(1 for s in cases.values() if s == 403)
+
+
+async def test_origin_check_for_a_deployed_region_and_explicit_list(start_server: StartServer) -> None:
+    hosts = [{"address": "turn-a.example.test"}]
+    deployed = {"regions__local": None, "regions__eu": {"provider": "static", "hosts": hosts}}
+    async with start_server(**deployed) as srv:  # server_name defaults to the project domain
+        url = srv.ws_url(make_token())
+        assert await upgrade_status(url, "https://turn.example.test") == 101
+        assert await upgrade_status(url, f"http://127.0.0.1:{srv.port}") == 403
+        assert await upgrade_status(url, None) == 101
+    listed = {"allowed_origins": ["https://app.example.test", "http://dev.example.test:8000"]}
+    async with start_server(signaling=listed, **deployed) as srv:
+        url = srv.ws_url(make_token())
+        assert await upgrade_status(url, "https://app.example.test") == 101
+        assert await upgrade_status(url, "http://dev.example.test:8000") == 101
+        assert await upgrade_status(url, "https://turn.example.test") == 403
+        assert await upgrade_status(url, "https://evil.example") == 403
+
+
+@pytest.mark.parametrize("value", ["https://x.test/", "ftp://x.test", "https://x.test/path", "null", "x.test"])
+async def test_allowed_origins_must_be_origins(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="allowed_origins"):
+        write_config(tmp_path, signaling={"allowed_origins": [value]})
+
+
+def replace_file(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Swap in new content as `turnkit secret` does (a new inode, so the server notices)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    tmp.chmod(mode)
+    tmp.replace(path)
+
+
+MALFORMED_KEYRINGS: dict[str, tuple[bytes, int]] = {
+    "not UTF-8": (b'{"secrets": "\xff\xfe"}', 0o600),
+    "nested too deep": (b"[" * 100_000, 0o600),
+    "two truthy primaries": (
+        b'{"secrets": [{"id": "a", "value": "x", "created_at": 1, "primary": "yes"},'
+        b' {"id": "b", "value": "y", "created_at": 1, "primary": "yes"}]}',
+        0o600,
+    ),
+    "primary not a string": (b'{"secrets": [{"id": "a", "value": 5, "created_at": 1, "primary": true}]}', 0o600),
+    "not JSON": (b"secrets = 1", 0o600),
+    "readable by others": (b"{}", 0o644),
+}
+
+
+async def test_readyz_is_generic_and_survives_a_malformed_keyring(start_server: StartServer, tmp_path: Path) -> None:
+    secrets_file = tmp_path / "private" / "ring.json"
+    secrets_file.parent.mkdir()
+    keyring.save(secrets_file, keyring.init(int(time.time())))
+    good = secrets_file.read_bytes()
+    async with start_server(env={"TURNKIT_SECRETS_FILE": str(secrets_file)}) as srv:
+        auth = {"Authorization": f"Bearer {make_token('erin')}"}
+        assert (await get(f"{srv.http}/readyz")).json() == {"status": "ready"}
+        for name, (data, mode) in MALFORMED_KEYRINGS.items():
+            replace_file(secrets_file, data, mode)
+            r = await get(f"{srv.http}/readyz")
+            assert (r.status_code, r.json()) == (503, {"status": "not ready", "reason": "secret keyring unusable"}), (
+                name
+            )
+            # the last good keyring keeps issuing
+            assert (await get(f"{srv.http}/api/turn", headers=auth)).status_code == 200, name
+        secrets_file.unlink()
+        r = await get(f"{srv.http}/readyz")
+        assert (r.status_code, r.json()) == (503, {"status": "not ready", "reason": "no secret keyring"})
+        assert str(tmp_path) not in r.text
+        replace_file(secrets_file, good)
+        assert (await get(f"{srv.http}/readyz")).json() == {"status": "ready"}
+
+
+@pytest.mark.parametrize(("leeway", "accepted"), [(None, {-10, 10}), (0, set()), (120, {-10, 10, -60, 60})])
+async def test_jwt_leeway_is_a_setting(start_server: StartServer, leeway: int | None, accepted: set[int]) -> None:
+    """`signaling.jwt.leeway` (default 30 s): how far past `exp` / before `nbf` a token still counts."""
+    settings = {"jwt": {"leeway": leeway}} if leeway is not None else {}
+    async with start_server(signaling=settings) as srv:
+        now = int(time.time())
+        for skew in (-10, 10, -60, 60):
+            # negative: expired `skew` seconds ago; positive: valid only `skew` seconds from now
+            claims = {"exp": now + skew} if skew < 0 else {"exp": now + 600, "nbf": now + skew}
+            token = jwt.encode({"sub": "lee", **claims}, JWT_SECRET, algorithm="HS256")
+            r = await get(f"{srv.http}/api/ice-servers", headers={"Authorization": f"Bearer {token}"})
+            expected = (
+                (200, None) if skew in accepted else (401, "token expired" if skew < 0 else "token not yet valid")
+            )
+            assert (r.status_code, r.json().get("error")) == expected, skew
+
+
+async def test_jwt_leeway_is_bounded(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="leeway"):
+        write_config(tmp_path, signaling={"jwt": {"leeway": 301}})
+
+
+async def test_odd_requests_are_answered_never_logged_as_tracebacks(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with start_server() as srv:
+        status, body = await raw_get(srv.port, "//[x/")
+        assert (status, json.loads(body)) == (400, {"error": "bad request target"})
+        two = [("Authorization", f"Bearer {make_token()}"), ("Authorization", "Bearer other")]
+        async with httpx.AsyncClient(timeout=15) as client:
+            r = await client.get(f"{srv.http}/api/ice-servers", headers=two)
+        assert (r.status_code, r.json()) == (401, {"error": "more than one Authorization header"})
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(srv.ws_url(), additional_headers=two):
+                pass
+        assert info.value.response.status_code == 401
+    assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from signaling.keysource import KeySource
 from signaling.metrics import Stats
 from signaling.protocol import CLIENT_TYPES, SERVER_TYPES, Code, FrameError
 from signaling.rooms import Joined, Left, RoomTable
-from signaling.schedule import TimerHeap, push_at
+from signaling.schedule import push_at
 from tests.signaling.conftest import write_config
 
 KNOWN_CODES = {c.value for c in Code}
@@ -68,6 +70,53 @@ def test_parse_rejects_with_the_right_code(data: str | bytes, binary: bool, code
     assert frame["type"] == "error" and frame["code"] == code.value and frame.get("ref") == ref
 
 
+def strict_json(frame: str) -> Any:
+    """Parse as RFC 8259 JSON only: no NaN/Infinity, no overflowing numbers, UTF-8 encodable."""
+
+    def refuse(name: str) -> float:
+        raise ValueError(f"{name} is not JSON")
+
+    def finite(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(f"{text} overflows")
+        return value
+
+    frame.encode()  # a lone surrogate raises UnicodeEncodeError
+    return json.loads(frame, parse_constant=refuse, parse_float=finite)
+
+
+#: Frames Python's json module would take, but that are not JSON (RFC 8259 §6, §8.2).
+NOT_JSON: list[str | bytes] = [
+    '{"type": "ice-servers", "n": 1e999}',
+    '{"type": "ice-servers", "n": -1E+400}',
+    '{"type": "ice-servers", "n": NaN}',
+    '{"type": "ice-servers", "n": Infinity}',
+    '{"type": "ice-servers", "n": [-Infinity]}',
+    '{"type": "join-room", "room": "r", "x": "\\ud800"}',
+    '{"type": "offer", "to": "p", "sdp": {"type": "offer", "sdp": "v=0 \\uDC00"}}',
+    '{"type": "offer", "to": "p", "sdp": {"type": "offer", "sdp": "\\ude00\\ud83d"}}',
+    b'{"type": "ice-servers", "s": "\xed\xa0\x80"}',  # a surrogate encoded as if it were UTF-8 (CESU-8)
+    '{"type": "ice-servers", "s": "\ud800"}',  # a str holding a surrogate already
+]
+
+
+@pytest.mark.parametrize("data", NOT_JSON, ids=range(len(NOT_JSON)))
+def test_non_finite_numbers_and_lone_surrogates_are_bad_json(data: str | bytes) -> None:
+    with pytest.raises(FrameError) as info:
+        protocol.parse(data)
+    assert info.value.code is Code.BAD_JSON and info.value.ref is None
+
+
+def test_valid_escapes_and_numbers_still_parse() -> None:
+    text = (
+        '{"type": "offer", "to": "p", "sdp": {"type": "offer", "sdp": "\\ud83d\\ude00 \\u00e9 \\\\ud800", "n": 1e308}}'
+    )
+    kind, msg = protocol.parse(text.encode())
+    assert kind == "offer" and msg["sdp"]["sdp"] == "\U0001f600 \u00e9 \\ud800" and msg["sdp"]["n"] == 1e308
+    assert strict_json(protocol.relay("offer", "q", msg))["sdp"] == msg["sdp"]
+
+
 def test_server_frames() -> None:
     ice: list[dict[str, object]] = [{"urls": ["stun:x:3478"]}]
     assert json.loads(protocol.all_users("r", "me", ["a"], ice, 5)) == {
@@ -107,13 +156,6 @@ def test_push_schedule() -> None:
     assert push_at(now=1000, expires_at=4600, margin=300) == 4300
     assert push_at(now=1000, expires_at=1060, margin=300) == 1001  # margin ≥ ttl: bounded below
     assert push_at(now=1000, expires_at=1060, margin=300, floor=5) == 1005
-    heap = TimerHeap()
-    for due, key in ((3.0, "c"), (1.0, "a"), (2.0, "b"), (1.0, "a2")):
-        heap.push(due, key)
-    assert heap.next_due() == 1.0
-    assert heap.pop_due(0.5) == []
-    assert heap.pop_due(2.0) == ["a", "a2", "b"]
-    assert len(heap) == 1 and heap.next_due() == 3.0
 
 
 class Sink:
@@ -145,7 +187,7 @@ def hub(tmp_path: Path) -> Iterator[Hub]:
 
 
 def check_frame(frame: str) -> dict[str, Any]:
-    msg = json.loads(frame)
+    msg = strict_json(frame)
     assert isinstance(msg, dict) and msg["type"] in SERVER_TYPES
     if msg["type"] == "error":
         assert msg["code"] in KNOWN_CODES and isinstance(msg["message"], str)
@@ -153,7 +195,12 @@ def check_frame(frame: str) -> dict[str, Any]:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=20)
+    | st.text(st.characters(min_codepoint=0xD7F0, max_codepoint=0xE010), max_size=4),  # lone surrogates
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
@@ -192,8 +239,12 @@ steps = st.lists(st.tuples(st.sampled_from(["A", "B", "C"]), frames, st.booleans
 BASELINE = {"A": "r1", "B": "r1", "C": "r2"}
 
 
+#: Per hub, the fuzzer's three peers (made once per hub, reused across examples).
+_SINKS: weakref.WeakKeyDictionary[Hub, dict[str, tuple[Peer, Sink]]] = weakref.WeakKeyDictionary()
+
+
 def _peers(hub: Hub) -> dict[str, tuple[Peer, Sink]]:
-    sinks: dict[str, tuple[Peer, Sink]] | None = getattr(hub, "_sinks", None)
+    sinks = _SINKS.get(hub)
     if sinks is None:
         sinks = {}
         for name in BASELINE:
@@ -202,7 +253,7 @@ def _peers(hub: Hub) -> dict[str, tuple[Peer, Sink]]:
             hub.peers[name] = hub.peers.pop(peer.id)  # readable ids so the fuzzer can address them
             peer.id = name
             sinks[name] = (peer, sink)
-        hub._sinks = sinks  # type: ignore[attr-defined]
+        _SINKS[hub] = sinks
     return sinks
 
 

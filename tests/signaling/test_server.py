@@ -281,3 +281,40 @@ async def test_silent_connection_is_dropped_by_keepalive(start_server: StartServ
         await alive.send(type="ice-servers")
         await alive.expect("ice-servers")
         writer.close()
+
+
+HOSTILE_RELAYS = [
+    '{"type": "offer", "to": "%s", "sdp": {"type": "offer", "sdp": "v=0", "n": 1e999}}',
+    '{"type": "offer", "to": "%s", "sdp": {"type": "offer", "sdp": "v=0", "n": NaN}}',
+    '{"type": "ice-candidate", "to": "%s", "candidate": {"candidate": "c", "x": -Infinity}}',
+    '{"type": "offer", "to": "%s", "sdp": {"type": "offer", "sdp": "\\ud800"}}',
+    '{"type": "answer", "to": "%s", "sdp": {"type": "answer", "sdp": "\\udfff\\ud800"}}',
+]
+
+
+async def test_only_valid_json_is_relayed_and_nothing_is_logged_as_a_traceback(
+    start_server: StartServer, backend: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with start_server(backend) as srv, srv.client("alice") as a, srv.client("bob") as b:
+        aid = (await a.join("j"))["you"]
+        await b.join("j")
+        await a.expect("user-joined")
+        for template in HOSTILE_RELAYS:
+            await b.ws.send(template % aid)
+            err = await b.expect("error")
+            assert err["code"] == "bad-json" and "ref" not in err, template
+        await b.ws.send(
+            b'{"type": "offer", "to": "%s", "sdp": {"type": "offer", "sdp": "\xed\xa0\x80"}}' % aid.encode()
+        )
+        assert (await b.expect("error"))["code"] == "bad-json"
+        # a receives only the valid offer that follows, byte-for-byte valid JSON
+        await b.send(type="offer", to=aid, sdp={"type": "offer", "sdp": "v=0 \U0001f600"})
+        raw = await asyncio.wait_for(a.ws.recv(), 15)
+        assert isinstance(raw, str)
+        raw.encode()
+        assert json.loads(raw, parse_constant=_refuse)["sdp"]["sdp"] == "v=0 \U0001f600"
+    assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
+
+
+def _refuse(name: str) -> object:
+    raise AssertionError(f"{name} relayed")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import traceback
 
 import typer
 
@@ -20,6 +22,10 @@ COMMAND_MODULES = (
     "turnkit.cli.signaling",
     "turnkit.cli.probe",
     "turnkit.cli.deploy",
+    "turnkit.cli.inventory",
+    "turnkit.cli.drain",
+    "turnkit.cli.meter",
+    "turnkit.cli.usage",
 )
 
 app = typer.Typer(
@@ -52,12 +58,30 @@ for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
 
 
+#: Set to 1 to see the traceback (with the whole exception chain) above the one-line error.
+DEBUG_ENV = "TURNKIT_DEBUG"
+
+
+def _show_traceback(exc: BaseException) -> None:
+    """The full chain: library code raises `from None` to keep messages short; debug output wants it all."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        link.__suppress_context__ = False
+        link = link.__cause__ or link.__context__
+    sys.stderr.write("".join(traceback.format_exception(exc)))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: click handles usage errors (exit 2); TurnkitError becomes one `error:` line."""
     try:
         app(args=argv, prog_name="turnkit")
     except TurnkitError as exc:
-        output.stderr.print(f"error: {exc}", markup=False)
+        if os.environ.get(DEBUG_ENV) == "1":
+            _show_traceback(exc)
+        if str(exc):
+            output.stderr.print(f"error: {exc}", markup=False)
         sys.exit(int(exc.exit_code))
     except KeyboardInterrupt:
         output.stderr.print("error: interrupted")

@@ -65,7 +65,8 @@ def verify(
     ring = keyring.load(cfg.secrets_path)
     verdict = credentials.verify(username, password, ring.accepted, clock.now())
     output.result(verdict.value)
-    raise typer.Exit(int(_VERDICT_EXIT[verdict]))
+    if _VERDICT_EXIT[verdict] != ExitCode.OK:
+        output.abort("", _VERDICT_EXIT[verdict])  # the verdict line says why
 
 
 def register(app: typer.Typer) -> None:

@@ -10,13 +10,12 @@ import typer
 from rich.table import Table
 
 from turnkit import deploy as deploy_mod
-from turnkit import health, localstack
+from turnkit import health
 from turnkit.cli import output
 from turnkit.cli.common import CONFIG_OPTION, JSON_OPTION, load_config
 from turnkit.config import Config
-from turnkit.errors import ExitCode, InputError
+from turnkit.errors import ExitCode, NotProvisioned
 from turnkit.provision import Action, changes, provider_for
-from turnkit.provision.base import read_nodes
 
 REGION_OPTION = typer.Option(..., "--region", "-r", help="Region from turnkit.toml.")
 
@@ -63,7 +62,7 @@ def _confirm(what: str, yes: bool) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        raise InputError(f"{what}: refusing without confirmation; pass --yes")
+        output.abort(f"{what}: refusing without confirmation; pass --yes", ExitCode.USAGE)
     if not typer.confirm(f"{what}?", default=False, err=True):
         output.abort("not confirmed", ExitCode.CHECK_FAILED)
 
@@ -94,25 +93,32 @@ def destroy(
         output.result(f"destroyed {len(done)} resource(s) of region `{region}`")
 
 
-def _status_rows(cfg: Config, regions: list[str]) -> list[dict[str, Any]]:
+def _status_rows(cfg: Config, regions: list[str], every: bool) -> list[dict[str, Any]]:
+    """One row per node; with `every` (no --region) a region not provisioned yet is a note, not an error."""
     known = health.read_file(health.path_for(cfg))
     rows = []
     for name in regions:
-        kind = cfg.region(name).provider
-        nodes = read_nodes(cfg, name)
-        procs = localstack.status(cfg, name) if kind == "local" else {}
+        provider = provider_for(cfg, name)
+        try:
+            nodes = provider.nodes()
+        except NotProvisioned as exc:
+            if not every:
+                raise
+            output.info(str(exc))
+            continue
+        extra = provider.status()
         for n in nodes:
             h = known.get(health.key(n))
-            row: dict[str, Any] = {
-                **n.to_dict(),
-                "provider": kind,
-                "probe": None if h is None else ("pass" if h.ok else "fail"),
-                "checked_at": None if h is None else h.checked_at,
-                "failed": [] if h is None else list(h.failed),
-            }
-            if kind == "local":
-                row["pid"] = procs.get(f"coturn-{n.name}")
-            rows.append(row)
+            rows.append(
+                {
+                    **n.to_dict(),
+                    "provider": cfg.region(name).provider,
+                    "probe": None if h is None else ("pass" if h.ok else "fail"),
+                    "checked_at": None if h is None else h.checked_at,
+                    "failed": [] if h is None else list(h.failed),
+                    **extra.get(n.name, {}),
+                }
+            )
     return rows
 
 
@@ -127,7 +133,7 @@ def status(
     """
     cfg = load_config(config)
     regions = [region] if region else sorted(cfg.regions)
-    rows = _status_rows(cfg, regions)
+    rows = _status_rows(cfg, regions, every=region is None)
     if json_:
         output.emit_json(rows)
         return
@@ -148,9 +154,17 @@ def _node_table(report: deploy_mod.Report) -> Table:
     return table
 
 
+def _without_token(url: str | None) -> str | None:
+    """The demo page URL minus its `?token=` query: a bearer token does not belong in logs by default."""
+    return url.split("?", 1)[0] if url else url
+
+
 def deploy(
     region: str = REGION_OPTION,
     dry_run: bool = typer.Option(False, "--dry-run", help="Stop after the plan."),
+    show_token: bool = typer.Option(
+        False, "--show-token", help="Print the demo page URL with its development token (local regions)."
+    ),
     config: Path = CONFIG_OPTION,
     json_: bool = JSON_OPTION,
 ) -> None:
@@ -160,14 +174,17 @@ def deploy(
     """
     cfg = load_config(config)
     report = deploy_mod.deploy(cfg, region, _progress, dry_run=dry_run)
+    demo_url = report.demo_url if show_token else _without_token(report.demo_url)
     if json_:
-        output.emit_json(report.to_dict())
+        output.emit_json({**report.to_dict(), "demo_url": demo_url})
     elif dry_run:
         _print_actions(report.actions, f"region `{region}` is up to date")
     else:
         output.stdout.print(_node_table(report))
-        if report.demo_url:
-            output.result(f"demo page: {report.demo_url}")
+        if demo_url:
+            output.result(f"demo page: {demo_url}")
+            if not show_token:
+                output.info("the page needs a token: run again with --show-token to print one")
         if report.ice_servers is not None:
             output.result("example ICE servers answer (GET /api/ice-servers):")
             output.emit_json(report.ice_servers)
@@ -181,11 +198,7 @@ def down(region: str = REGION_OPTION, config: Path = CONFIG_OPTION, json_: bool 
     Example: turnkit down --region local
     """
     cfg = load_config(config)
-    if cfg.region(region).provider != "local":
-        raise InputError(
-            f"--region: `down` stops a local region; use `turnkit destroy --region {region}`, got {region!r}"
-        )
-    stopped = localstack.down(cfg, region, _progress)
+    stopped = provider_for(cfg, region).stop(_progress)
     if json_:
         output.emit_json({"region": region, "stopped": stopped})
     else:

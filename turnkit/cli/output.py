@@ -8,7 +8,7 @@ from typing import Any, NoReturn
 
 from rich.console import Console
 
-from turnkit.errors import ExitCode
+from turnkit.errors import ExitCode, TurnkitError
 
 stdout = Console(soft_wrap=True, highlight=False)
 stderr = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -28,7 +28,15 @@ def info(text: str) -> None:
     stderr.print(text, markup=False)
 
 
-def abort(text: str, code: ExitCode = ExitCode.USAGE) -> NoReturn:
-    """Print one `error: …` line to stderr and exit with a named code."""
-    stderr.print(f"error: {text}", markup=False)
-    raise SystemExit(int(code))
+class Abort(TurnkitError):
+    """A command gave up: `turnkit.cli.main` prints the text (if any) as one `error:` line and exits with `code`."""
+
+    def __init__(self, text: str, code: ExitCode) -> None:
+        super().__init__(text)
+        self.exit_code = code
+
+
+def abort(text: str = "", code: ExitCode = ExitCode.USAGE) -> NoReturn:
+    """The one way a command fails: one `error: …` line on stderr (none when `text` is empty, e.g. after
+    a results table that already says what failed) and the named exit code."""
+    raise Abort(text, code)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,11 +20,15 @@ from turnkit import clock, keyring, nodes
 from turnkit.cli import output
 from turnkit.cli.common import CONFIG_OPTION, JSON_OPTION, load_config
 from turnkit.config import Config
-from turnkit.errors import ConfigError, ExitCode, InputError, WriteError
+from turnkit.errors import ExitCode, InputError, NotProvisioned, WriteError
 from turnkit.fsutil import atomic_write
 from turnkit.probe import history, record, report, runner, signaling, targets
 from turnkit.probe.checks import CHECKS, FORBIDDEN_PEERS, NEEDS_CREDENTIAL, CredentialSource, Options, minting
 from turnkit.probe.result import CheckResult, Credential, Endpoint
+from turnkit.provision import provider_for
+
+#: Where --via-signaling takes its JWT from unless --token-file is given (never a command-line value).
+TOKEN_ENV = "TURNKIT_PROBE_TOKEN"
 
 
 class _ProbeGroup(TyperGroup):
@@ -55,17 +60,34 @@ def _secret(cfg: Config | None) -> str:
 
 
 def _known_nodes(cfg: Config | None) -> dict[str, nodes.Node]:
-    """Configured nodes by hostname (regions not provisioned yet are left out)."""
+    """Configured nodes by hostname and by address (regions not provisioned yet are left out)."""
     found: dict[str, nodes.Node] = {}
     if cfg is None:
         return found
     for name in cfg.regions:
         try:
             for n in nodes.region_nodes(cfg, name):
-                found.setdefault(n.hostname, n)
-        except ConfigError:
+                for key in (n.hostname, n.public_ip, n.private_ip):
+                    if key:
+                        found.setdefault(key, n)
+        except NotProvisioned:
             continue
     return found
+
+
+def _probe_token(token_file: Path | None) -> str | None:
+    """The JWT for --via-signaling: from --token-file or $TURNKIT_PROBE_TOKEN, never from argv."""
+    if token_file is None:
+        return os.environ.get(TOKEN_ENV) or None
+    try:
+        text = token_file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise InputError(f"--token-file: cannot read `{token_file}`: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"--token-file: `{token_file}` is not text") from None
+    if not text:
+        raise InputError(f"--token-file: `{token_file}` is empty")
+    return text
 
 
 def _check_options(timeout: float, concurrency: int, packets: int, checks: Sequence[str], peers: Sequence[str]) -> None:
@@ -99,15 +121,24 @@ def _targets(cfg: Config | None, urls: Sequence[str], region: str | None, all_re
     return targets.node_endpoints(cfg, [n for name in names for n in nodes.region_nodes(cfg, name)])
 
 
-def _from_signaling(cfg: Config | None, base: str, token: str | None) -> tuple[list[Endpoint], dict[str, Credential]]:
-    """Endpoints and credentials from the signaling service's ICE servers."""
+def _from_signaling(
+    cfg: Config | None, base: str, token: str | None, allow_foreign: bool
+) -> tuple[list[Endpoint], dict[str, Credential]]:
+    """Endpoints and credentials from the signaling service's ICE servers; only configured nodes
+    unless `allow_foreign` (a compromised or misconfigured service must not aim the probe elsewhere)."""
     if not token:
-        raise InputError("--via-signaling: needs --token JWT (or $TURNKIT_PROBE_TOKEN)")
+        raise InputError(f"--via-signaling: needs a JWT: set ${TOKEN_ENV} or pass --token-file FILE")
     doc = asyncio.run(signaling.fetch_ice_servers(base, token))
     entries = targets.ice_server_urls(doc)
     if not entries:
         raise signaling.SignalingError(f"signaling: {base}: no ICE servers handed out")
     eps = targets.label([targets.parse_url(u) for u, _, _ in entries], cfg, _known_nodes(cfg))
+    foreign = [ep for ep in eps if not ep.region]
+    if foreign and not allow_foreign:
+        raise InputError(
+            f"--via-signaling: `{foreign[0].url[:200]}` is not a node of any configured region "
+            "(pass --allow-foreign-targets to probe it anyway)"
+        )
     creds = {
         ep.url: Credential(user, password)
         for ep, (_, user, password) in zip(eps, entries, strict=True)
@@ -155,7 +186,12 @@ def run(
     via_signaling: str | None = typer.Option(
         None, "--via-signaling", help="Get ICE servers and credentials from this signaling base URL, as a browser does."
     ),
-    token: str | None = typer.Option(None, "--token", envvar="TURNKIT_PROBE_TOKEN", help="JWT for --via-signaling."),
+    token_file: Path | None = typer.Option(
+        None, "--token-file", help=f"Read the JWT for --via-signaling from this file (default: ${TOKEN_ENV})."
+    ),
+    allow_foreign_targets: bool = typer.Option(
+        False, "--allow-foreign-targets", help="With --via-signaling, also probe servers that are not configured nodes."
+    ),
     ca_file: Path | None = typer.Option(
         None, "--ca-file", help="Verify TURN/TLS against this CA instead of the system CAs."
     ),
@@ -184,13 +220,13 @@ def run(
     if ca_file is not None and not ca_file.is_file():
         raise InputError(f"--ca-file: `{ca_file}` is not a file")
     cfg = _config_or_none(config, required=bool(region or all_regions))
-    if ca_file is None and cfg is not None and region and cfg.region(region).provider == "local":
-        ca_file = _local_ca(cfg, region)
+    if ca_file is None and cfg is not None and region:
+        ca_file = provider_for(cfg, region).ca_file()  # a local region's private CA, if it has one
     creds: dict[str, Credential] = {}
     if via_signaling:
         if urls or all_regions:
             raise InputError("--via-signaling: the signaling service names the targets; drop URLs/--all-regions")
-        eps, creds = _from_signaling(cfg, via_signaling, token)
+        eps, creds = _from_signaling(cfg, via_signaling, _probe_token(token_file), allow_foreign_targets)
     else:
         eps = _targets(cfg, urls or (), region, all_regions)
     needs_secret = not via_signaling and any(c in NEEDS_CREDENTIAL for _, c in runner.plan(eps, checks))
@@ -222,15 +258,7 @@ def run(
     if not no_record:
         record.publish(cfg, results, started, history_file)
     if not report.all_ok(results):
-        raise typer.Exit(int(ExitCode.CHECK_FAILED))
-
-
-def _local_ca(cfg: Config, region: str) -> Path | None:
-    """The local region's private CA (made by `turnkit deploy --region local`), if it exists."""
-    from turnkit import localstack
-
-    path = localstack.ca_file(cfg, region)
-    return path if path.is_file() else None
+        output.abort("", ExitCode.CHECK_FAILED)  # the table says which checks failed
 
 
 _BUCKETS = {"hour": 3600, "day": 86400}

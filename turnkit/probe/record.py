@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from turnkit import health
@@ -28,20 +28,43 @@ def write_health_file(path: Path, new: Mapping[str, NodeHealth]) -> None:
         raise RecordError(f"node health: {exc}") from None
 
 
-def write_health_redis(url: str, new: Mapping[str, NodeHealth]) -> None:
-    """Merge into the JSON document at `health.REDIS_KEY` (same format as the file)."""
+def update_health_redis(url: str, change: Callable[[dict[str, NodeHealth]], dict[str, NodeHealth]]) -> None:
+    """Apply `change` to the JSON document at `health.REDIS_KEY` (same format as the file).
+
+    WATCH/MULTI: two writers (probes of two regions, a drain) never lose each other's entries.
+    `url` may be a Sentinel URL (`turnkit.redisurl`), like the signaling service's.
+    """
     import redis
 
+    from turnkit.redisurl import RedisUrlError, sync_client
+
     try:
-        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        client = sync_client(url, socket_timeout=5, socket_connect_timeout=5)
         try:
-            raw = client.get(health.REDIS_KEY)
-            old = health.from_json(raw.decode() if isinstance(raw, bytes) else "") if raw else {}
-            client.set(health.REDIS_KEY, health.to_json(health.merge(old, new)))
+            with client.pipeline() as pipe:
+                while True:
+                    try:
+                        pipe.watch(health.REDIS_KEY)
+                        raw = pipe.get(health.REDIS_KEY)
+                        text = raw.decode() if isinstance(raw, bytes) else str(raw or "")
+                        old = health.from_json(text) if text else {}
+                        pipe.multi()
+                        pipe.set(health.REDIS_KEY, health.to_json(change(old)))
+                        pipe.execute()
+                        return
+                    except redis.WatchError:
+                        continue
         finally:
             client.close()
+    except RedisUrlError as exc:
+        raise RecordError(f"redis: {exc}") from None
     except redis.RedisError as exc:
         raise RecordError(f"redis: cannot publish node health: {type(exc).__name__}: {exc}") from None
+
+
+def write_health_redis(url: str, new: Mapping[str, NodeHealth]) -> None:
+    """Merge `new` into the Redis health document."""
+    update_health_redis(url, lambda old: health.merge(old, new))
 
 
 def publish(cfg: Config | None, results: Sequence[CheckResult], now: int, history_file: Path | None = None) -> None:

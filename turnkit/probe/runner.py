@@ -12,7 +12,8 @@ from turnkit.probe import client
 from turnkit.probe.checks import CHECKS, PLAN, CredentialSource, Options, Probe
 from turnkit.probe.result import CheckFailed, CheckResult, CheckSkipped, Endpoint, Failure, Status
 
-Progress = Callable[[CheckResult], None]
+#: Called with each finished check (the CLI advances its progress bar); not `turnkit.progress.Progress`.
+OnResult = Callable[[CheckResult], None]
 
 
 def plan(endpoints: Sequence[Endpoint], only: Sequence[str] = ()) -> list[tuple[Endpoint, str]]:
@@ -81,7 +82,7 @@ async def run(
     credential_for: CredentialSource,
     options: Options,
     only: Sequence[str] = (),
-    progress: Progress | None = None,
+    on_result: OnResult | None = None,
 ) -> list[CheckResult]:
     """Probe all endpoints concurrently (at most `options.concurrency` checks at a time)."""
     context = ssl_context(options.ca_file)
@@ -90,8 +91,8 @@ async def run(
     async def one(ep: Endpoint, check: str) -> CheckResult:
         async with gate:
             result = await run_check(Probe(ep, check, options, credential_for, context))
-        if progress is not None:
-            progress(result)
+        if on_result is not None:
+            on_result(result)
         return result
 
     return list(await asyncio.gather(*(one(ep, check) for ep, check in plan(endpoints, only))))

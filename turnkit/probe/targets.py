@@ -13,6 +13,7 @@ from turnkit.config import Config
 from turnkit.errors import InputError
 from turnkit.nodes import Node
 from turnkit.probe.result import Endpoint, Transport
+from turnkit.provision import provider_class
 
 #: scheme → (default port, default transport, transports allowed in `?transport=`).
 SCHEMES: dict[str, tuple[int, Transport, dict[str, Transport]]] = {
@@ -63,7 +64,7 @@ def node_endpoints(cfg: Config, nodes: Sequence[Node]) -> list[Endpoint]:
     out = []
     for n in nodes:
         region = cfg.region(n.region)
-        local = region.provider == "local"
+        local = provider_class(region.provider).runs_here
         common = {
             "region": n.region,
             "node": n.name,
@@ -96,7 +97,7 @@ def label(endpoints: Iterable[Endpoint], cfg: Config | None, nodes: Mapping[str,
                 transport=ep.transport,
                 scheme=ep.scheme,
                 expected_ip=node.public_ip,
-                loopback_only=ep.loopback_only or region.provider == "local",
+                loopback_only=ep.loopback_only or provider_class(region.provider).runs_here,
                 loopback_allowed=region.allow_loopback_peers,
             )
         )

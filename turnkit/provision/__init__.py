@@ -1,37 +1,34 @@
-"""Provisioning: one provider per region kind (`aws`, `static`, `local`) behind `base.Provider`."""
+"""Provisioning: one provider class per region kind, found by name in `PROVIDERS`.
+
+Adding a kind: write `turnkit/provision/<kind>.py` with a `Provider` subclass and add one line
+to `PROVIDERS` (and the name to `Region.provider` in config.py, which
+tests/provision/test_registry.py keeps in step).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from typing import Any
 
 from turnkit.config import Config
-from turnkit.provision.base import Action, Provider, ProvisionError, changes
+from turnkit.provision.base import Action, Diff, Provider, ProvisionError, changes
 
-__all__ = ["Action", "Provider", "ProvisionError", "changes", "provider_for"]
+__all__ = ["PROVIDERS", "Action", "Diff", "Provider", "ProvisionError", "changes", "provider_class", "provider_for"]
 
-
-def _aws(cfg: Config, region: str) -> Provider:
-    from turnkit.provision.aws import AwsProvider
-
-    return AwsProvider(cfg, region)
-
-
-def _static(cfg: Config, region: str) -> Provider:
-    from turnkit.provision.static import StaticProvider
-
-    return StaticProvider(cfg, region)
+#: `regions.X.provider` → "module:Class"; imported on first use (boto3 is slow to import).
+PROVIDERS: dict[str, str] = {
+    "aws": "turnkit.provision.aws:AwsProvider",
+    "static": "turnkit.provision.static:StaticProvider",
+    "local": "turnkit.provision.local:LocalProvider",
+}
 
 
-def _local(cfg: Config, region: str) -> Provider:
-    from turnkit.provision.local import LocalProvider
-
-    return LocalProvider(cfg, region)
-
-
-#: provider name (turnkit.toml `regions.X.provider`) → factory; imports are lazy (boto3 is slow).
-PROVIDERS: dict[str, Callable[[Config, str], Provider]] = {"aws": _aws, "static": _static, "local": _local}
+def provider_class(kind: str) -> type[Provider[Any]]:
+    module, _, name = PROVIDERS[kind].partition(":")
+    cls: type[Provider[Any]] = getattr(importlib.import_module(module), name)
+    return cls
 
 
-def provider_for(cfg: Config, region: str) -> Provider:
-    """The provider for `region` (raises ConfigError for an unknown region)."""
-    return PROVIDERS[cfg.region(region).provider](cfg, region)
+def provider_for(cfg: Config, region: str) -> Provider[Any]:
+    """The provider of `region` (ConfigError, one line, for an unknown region)."""
+    return provider_class(cfg.region(region).provider)(cfg, region)

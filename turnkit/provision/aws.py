@@ -22,7 +22,8 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 from turnkit.config import Config
 from turnkit.errors import ConfigError
 from turnkit.nodes import Node
-from turnkit.provision.base import Action, Progress, ProvisionError, forget_nodes, read_nodes, write_nodes
+from turnkit.progress import Progress
+from turnkit.provision.base import Action, Diff, Provider, ProvisionError, forget_nodes, record_nodes, recorded_nodes
 
 #: Official Debian cloud images account (https://wiki.debian.org/Cloud/AmazonEC2Image).
 DEBIAN_OWNER = "136693071363"
@@ -92,6 +93,11 @@ def _describe_rules(rules: set[Rule]) -> str:
     return ", ".join(f"{lo if lo == hi else f'{lo}-{hi}'}/{p} from {cidr}" for p, lo, hi, cidr in sorted(rules))
 
 
+def _named(actions: list[Action], verb: str, kind: str) -> list[str]:
+    """The names of the planned actions of one verb and kind, in plan order."""
+    return [a.name for a in actions if a.verb == verb and a.kind == kind]
+
+
 def _tag(resource: dict[str, Any], key: str) -> str | None:
     for t in resource.get("Tags", []):
         if t["Key"] == key:
@@ -110,18 +116,20 @@ class Found:
     records: dict[str, str]
 
 
-class AwsProvider:
-    """Converges one turnkit region in one AWS region."""
+class AwsProvider(Provider[Found]):
+    """Converges one turnkit region in one AWS region; its nodes are configured over SSH (Ansible)."""
+
+    records_nodes = True
 
     def __init__(self, cfg: Config, region: str) -> None:
-        self.cfg, self.region = cfg, region
-        self.spec = cfg.region(region)
+        super().__init__(cfg, region)
         self.aws_region = cfg.cloud_region(region)
         self.project = cfg.project.name
         self.base_name = f"turnkit-{self.project}-{region}"
         self.where = f"region `{region}` ({self.aws_region})"
         self._ec2: Any = None
         self._route53: Any = None
+        self._zone: str | None = None  # the hosted zone id, looked up once per run
 
     # -- clients and error mapping -------------------------------------------------------
 
@@ -152,7 +160,7 @@ class AwsProvider:
             err = exc.response.get("Error", {})
             code = str(err.get("Code", "Unknown"))
             text = HINTS.get(code) or _first_line(str(err.get("Message", "")))
-            raise ProvisionError(f"{self.where}: {name}: {code}: {text}") from None
+            raise ProvisionError(f"{self.where}: {name}: {code}: {text}", code) from None
         except WaiterError as exc:
             raise ProvisionError(f"{self.where}: {name}: gave up waiting ({_first_line(str(exc))})") from None
         except BotoCoreError as exc:
@@ -209,6 +217,11 @@ class AwsProvider:
         )
 
     def _zone_id(self) -> str:
+        if self._zone is None:
+            self._zone = self._find_zone()
+        return self._zone
+
+    def _find_zone(self) -> str:
         zone = self.spec.route53_zone or ""
         if "." not in zone:
             return zone
@@ -249,11 +262,11 @@ class AwsProvider:
 
     # -- plan ------------------------------------------------------------------------------
 
-    def plan(self) -> list[Action]:
+    def _compute_diff(self) -> Diff[Found]:
         found = self.find()
-        return self._plan(found)
+        return Diff(self._actions(found), found)
 
-    def _plan(self, found: Found) -> list[Action]:
+    def _actions(self, found: Found) -> list[Action]:
         actions: list[Action] = []
         want = desired_rules(self.cfg, self.region)
         if found.group is None:
@@ -314,16 +327,17 @@ class AwsProvider:
 
     # -- apply -----------------------------------------------------------------------------
 
-    def apply(self, progress: Progress) -> list[Node]:
-        found = self.find()
+    def _execute(self, diff: Diff[Found], progress: Progress) -> list[Node]:
+        """Carry out the plan: the group and key pair, the plan's deletions and launches, then converge
+        each node's address and DNS name (which depend on instance ids known only after launch)."""
+        found = diff.found
         group_id = self._ensure_group(found, progress)
         key_name = self._ensure_key_pair(found, progress)
-        self._remove_extra(found, progress)
+        self._remove_extra(diff, progress)
         image: dict[str, Any] | None = None
-        for node in self.wanted():
-            if node not in found.instances:
-                image = image or self.newest_debian()
-                found.instances[node] = self._launch(node, image, group_id, key_name, progress)
+        for node in _named(diff.actions, "create", "instance"):
+            image = image or self.newest_debian()
+            found.instances[node] = self._launch(node, image, group_id, key_name, progress)
         self._wait_running([i["InstanceId"] for i in found.instances.values()], progress)
         with self.step("describe instances"):
             ids = [found.instances[n]["InstanceId"] for n in self.wanted()]
@@ -337,7 +351,7 @@ class AwsProvider:
             if self.spec.route53_zone:
                 hostname = self._ensure_record(node, public_ip, found, progress)
             nodes.append(Node(node, self.region, hostname, public_ip, inst.get("PrivateIpAddress")))
-        write_nodes(self.cfg, self.region, nodes)
+        record_nodes(self.cfg, self.region, nodes)
         progress(f"{self.where}: {len(nodes)} node(s) ready")
         return nodes
 
@@ -451,29 +465,33 @@ class AwsProvider:
             progress(f"DNS {name} → {ip}")
         return name
 
-    def _remove_extra(self, found: Found, progress: Progress) -> None:
-        """Scale down: drop nodes beyond `nodes` (DNS, then address, then instance)."""
-        wanted = set(self.wanted())
-        for name, ip in sorted(found.records.items()):
-            if name.split(".", 1)[0] not in wanted:
-                with self.step(f"delete DNS record {name}"):
-                    self._change_record("DELETE", name, ip)
-                progress(f"deleted DNS {name}")
-        for node in sorted(set(found.addresses) - wanted):
+    def _remove_extra(self, diff: Diff[Found], progress: Progress) -> None:
+        """Scale down: the plan's deletions, DNS first, then addresses, then instances."""
+        found = diff.found
+        for name in _named(diff.actions, "delete", "dns-record"):
+            self._delete_record(name, found.records.pop(name), progress)
+        for node in _named(diff.actions, "delete", "elastic-ip"):
             self._release(node, found.addresses.pop(node), progress)
-        extra = {n: found.instances.pop(n) for n in sorted(set(found.instances) - wanted)}
+        extra = {n: found.instances.pop(n) for n in _named(diff.actions, "delete", "instance")}
         self._terminate(extra, progress)
 
-    def _release(self, node: str, addr: dict[str, Any], progress: Progress) -> None:
+    def _delete_record(self, name: str, ip: str, progress: Progress) -> Action:
+        with self.step(f"delete DNS record {name}"):
+            self._change_record("DELETE", name, ip)
+        progress(f"deleted DNS {name}")
+        return Action("delete", "dns-record", name, ip)
+
+    def _release(self, node: str, addr: dict[str, Any], progress: Progress) -> Action:
         with self.step(f"release Elastic IP of {node}"):
             if addr.get("AssociationId"):
                 self.ec2.disassociate_address(AssociationId=addr["AssociationId"])
             self.ec2.release_address(AllocationId=addr["AllocationId"])
         progress(f"released Elastic IP {addr['PublicIp']} ({node})")
+        return Action("delete", "elastic-ip", node, addr["PublicIp"])
 
-    def _terminate(self, instances: dict[str, dict[str, Any]], progress: Progress) -> None:
+    def _terminate(self, instances: dict[str, dict[str, Any]], progress: Progress) -> list[Action]:
         if not instances:
-            return
+            return []
         ids = [i["InstanceId"] for i in instances.values()]
         with self.step("terminate instances"):
             self.ec2.terminate_instances(InstanceIds=ids)
@@ -482,6 +500,7 @@ class AwsProvider:
             self.ec2.get_waiter("instance_terminated").wait(
                 InstanceIds=ids, WaiterConfig={"Delay": 5, "MaxAttempts": 120}
             )
+        return [Action("delete", "instance", n, i["InstanceId"]) for n, i in sorted(instances.items())]
 
     # -- destroy ---------------------------------------------------------------------------
 
@@ -497,25 +516,23 @@ class AwsProvider:
         return actions
 
     def destroy(self, progress: Progress) -> list[Action]:
-        actions = self.destroy_plan()
+        """Remove everything tagged for the region (DNS, addresses, instances, group, key); returns what went."""
         found = self.find()
-        for name, ip in sorted(found.records.items()):
-            with self.step(f"delete DNS record {name}"):
-                self._change_record("DELETE", name, ip)
-            progress(f"deleted DNS {name}")
-        for node, addr in sorted(found.addresses.items()):
-            self._release(node, addr, progress)
-        self._terminate(found.instances, progress)
+        done = [self._delete_record(name, ip, progress) for name, ip in sorted(found.records.items())]
+        done += [self._release(node, addr, progress) for node, addr in sorted(found.addresses.items())]
+        done += self._terminate(found.instances, progress)
         if found.group:
-            self._delete_group(str(found.group["GroupId"]), progress)
+            done.append(self._delete_group(str(found.group["GroupId"]), progress))
         if found.key_pair:
+            name = found.key_pair["KeyName"]
             with self.step("delete key pair"):
-                self.ec2.delete_key_pair(KeyName=found.key_pair["KeyName"])
-            progress(f"deleted key pair {found.key_pair['KeyName']}")
+                self.ec2.delete_key_pair(KeyName=name)
+            progress(f"deleted key pair {name}")
+            done.append(Action("delete", "key-pair", name))
         forget_nodes(self.cfg, self.region)
-        return actions
+        return done
 
-    def _delete_group(self, group_id: str, progress: Progress) -> None:
+    def _delete_group(self, group_id: str, progress: Progress) -> Action:
         """Delete the group; ENIs of terminated instances may hold it for a while (DependencyViolation)."""
         deadline = time.monotonic() + 300
         while True:
@@ -524,10 +541,11 @@ class AwsProvider:
                     self.ec2.delete_security_group(GroupId=group_id)
                 break
             except ProvisionError as exc:
-                if "DependencyViolation" not in str(exc) or time.monotonic() > deadline:
+                if exc.code != "DependencyViolation" or time.monotonic() > deadline:
                     raise
                 time.sleep(5)
         progress(f"deleted security group {group_id}")
+        return Action("delete", "security-group", group_id)
 
     def nodes(self) -> list[Node]:
-        return read_nodes(self.cfg, self.region)
+        return recorded_nodes(self.cfg, self.region)

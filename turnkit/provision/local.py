@@ -2,46 +2,52 @@
 
 from __future__ import annotations
 
-from turnkit import clock, localstack
-from turnkit.config import Config
-from turnkit.nodes import Node, region_nodes
-from turnkit.provision.base import Action, Progress
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from turnkit import clock, localstack, supervisor
+from turnkit.nodes import Node
+from turnkit.progress import Progress
+from turnkit.provision.base import Action, Diff, Provider
+
+if TYPE_CHECKING:
+    from turnkit.deploy import Report
+
+#: A wildcard bind is reached on loopback by the demo page.
+_REACH = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}
 
 
-class LocalProvider:
-    """Provisioning a local region means starting (or keeping) its processes."""
+class LocalProvider(Provider[None]):
+    """Provisioning a local region means starting (or keeping) its processes; no Ansible."""
 
-    def __init__(self, cfg: Config, region: str) -> None:
-        self.cfg, self.region = cfg, region
-        cfg.region(region)
-        self.layout = localstack.layout(cfg, region)
+    runs_here = True
 
     def nodes(self) -> list[Node]:
-        return region_nodes(self.cfg, self.region)
+        """Node N listens on 127.0.0.N: every node keeps the configured ports (loopback is a /8)."""
+        return [
+            Node(f"turn-{i + 1}", self.region, f"127.0.0.{i + 1}", f"127.0.0.{i + 1}", None)
+            for i in range(self.spec.nodes)
+        ]
 
-    def _wanted(self) -> dict[str, str]:
-        ports, sig = self.cfg.ports, self.cfg.signaling
-        out = {
-            f"coturn-{n.name}": f"turnserver on {n.hostname}:{ports.listening}/udp+tcp, {ports.tls}/tls"
-            for n in self.nodes()
-        }
-        out["signaling"] = f"turnkit signaling on http://{sig.host}:{sig.port}"
-        return out
+    @property
+    def layout(self) -> localstack.Layout:
+        return localstack.layout(self.cfg, self.region)
 
-    def plan(self) -> list[Action]:
-        """Read-only: which processes would start; running ones show as `keep` (a changed config restarts)."""
+    def _compute_diff(self) -> Diff[None]:
+        """Which processes would start; running ones show as `keep` (a changed config restarts them)."""
         actions = []
-        for name, detail in self._wanted().items():
-            rec = localstack.running(self.layout, name)
+        for service in localstack.describe_services(self.cfg, self.layout, self.nodes(), (), ""):
+            rec = supervisor.running(self.layout, service.name)
             if rec is not None:
-                actions.append(Action("keep", "process", name, f"pid {rec.pid}"))
+                actions.append(Action("keep", "process", service.name, f"pid {rec.pid}"))
             else:
-                actions.append(Action("create", "process", name, detail))
-        return actions
+                actions.append(Action("create", "process", service.name, service.detail))
+        return Diff(actions, None)
 
-    def apply(self, progress: Progress) -> list[Node]:
-        localstack.up(self.cfg, self.region, clock.now(), progress)
-        return self.nodes()
+    def _execute(self, diff: Diff[None], progress: Progress) -> list[Node]:
+        nodes = self.nodes()
+        localstack.up(self.cfg, self.region, nodes, clock.now(), progress)
+        return nodes
 
     def destroy_plan(self) -> list[Action]:
         return [
@@ -51,6 +57,40 @@ class LocalProvider:
         ]
 
     def destroy(self, progress: Progress) -> list[Action]:
-        actions = self.destroy_plan()
-        localstack.down(self.cfg, self.region, progress)
-        return actions
+        before = {a.name: a for a in self.destroy_plan()}
+        return [before[name] for name in self.stop(progress) if name in before]
+
+    def stop(self, progress: Progress) -> list[str]:
+        return localstack.down(self.cfg, self.region, progress)
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        procs = localstack.status(self.cfg, self.region)
+        return {n.name: {"pid": procs.get(localstack.coturn_name(n))} for n in self.nodes()}
+
+    def ca_file(self) -> Path | None:
+        path = localstack.ca_file(self.cfg, self.region)
+        return path if path.is_file() else None
+
+    def deploy(self, report: Report, progress: Progress) -> None:
+        """Start the processes (the rollout keeps a staged secret safe), probe them, mint a demo token."""
+        from turnkit import deploy
+        from turnkit.probe import signaling
+
+        progress("==> start local services")
+        nodes = self.nodes()
+
+        def up() -> None:
+            localstack.up(self.cfg, self.region, nodes, clock.now(), progress)
+
+        report.promoted = deploy.rollout(self.cfg, up, up, progress)
+        progress("==> probe")
+        report.nodes = deploy.probe(self.cfg, nodes, self.ca_file(), progress)
+        sig = self.cfg.signaling
+        token = deploy.dev_token(self.cfg, localstack.jwt_secret(self.cfg, self.layout), clock.now())
+        base = f"http://{_REACH.get(sig.host, sig.host)}:{sig.port}"
+        report.demo_url = f"{base}/?token={token}"
+        try:
+            report.ice_servers = signaling.get_ice_servers(base, token)
+        except signaling.SignalingError as exc:
+            # The stack is up but not serving: a deploy failure (exit 3).
+            raise deploy.DeployError(str(exc)) from None

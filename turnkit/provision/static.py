@@ -2,32 +2,41 @@
 
 from __future__ import annotations
 
-from turnkit import nodes as nodes_mod
-from turnkit.config import Config
+import ipaddress
+
+from turnkit.config import Host
 from turnkit.nodes import Node
-from turnkit.provision.base import Action, Progress
+from turnkit.progress import Progress
+from turnkit.provision.base import Action, Diff, Provider
 
 
-class StaticProvider:
-    """Existing machines: provisioning only reads their addresses from the config."""
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
-    def __init__(self, cfg: Config, region: str) -> None:
-        self.cfg, self.region = cfg, region
-        cfg.region(region)
+
+def node_of(region: str, index: int, host: Host) -> Node:
+    """A configured host as a node: `turn-N` unless named, its address as hostname unless given."""
+    public = host.public_ip or (host.address if _is_ip(host.address) else None)
+    return Node(host.name or f"turn-{index}", region, host.hostname or host.address, public, host.private_ip)
+
+
+class StaticProvider(Provider[list[Node]]):
+    """Existing machines: provisioning only reads their addresses from the config; Ansible configures them."""
 
     def nodes(self) -> list[Node]:
-        return nodes_mod.region_nodes(self.cfg, self.region)
+        return [node_of(self.region, i + 1, h) for i, h in enumerate(self.spec.hosts)]
 
-    def plan(self) -> list[Action]:
-        return [Action("keep", "host", n.name, n.hostname) for n in self.nodes()]
-
-    def apply(self, progress: Progress) -> list[Node]:
+    def _compute_diff(self) -> Diff[list[Node]]:
         found = self.nodes()
-        progress(f"static region `{self.region}`: {len(found)} host(s) from turnkit.toml")
-        return found
+        return Diff([Action("keep", "host", n.name, n.hostname) for n in found], found)
 
-    def destroy_plan(self) -> list[Action]:
-        return []
+    def _execute(self, diff: Diff[list[Node]], progress: Progress) -> list[Node]:
+        progress(f"static region `{self.region}`: {len(diff.found)} host(s) from turnkit.toml")
+        return diff.found
 
     def destroy(self, progress: Progress) -> list[Action]:
         progress(f"static region `{self.region}`: hosts are not managed by turnkit; nothing to destroy")

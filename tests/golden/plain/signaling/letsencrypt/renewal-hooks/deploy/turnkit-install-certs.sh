@@ -4,11 +4,12 @@
 # coturn runs as `turnserver` and cannot read /etc/letsencrypt/live (root-only),
 # the most common coturn TLS failure, so install a copy it can read, then reload:
 # coturn re-reads certificates on SIGUSR2 without dropping relays; nginx on reload.
+# Every value is one shell word (`quote`); the two reload lines are commands, set by turnkit.
 set -eu
 umask 077
 lineage="${RENEWED_LINEAGE:?certbot did not set RENEWED_LINEAGE}"
-dest="/etc/turnkit/certs"
-owner="turnserver"
+dest=/etc/turnkit/certs
+owner=turnserver
 
 install -d -m 0700 "$dest"
 tmp=$(mktemp -d "$dest/.new.XXXXXX")

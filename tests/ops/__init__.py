@@ -1,0 +1,1 @@
+"""Operations without dropping calls: secret tables, rotation under load, draining."""

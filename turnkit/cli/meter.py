@@ -1,0 +1,83 @@
+"""`turnkit meter run`: the usage meter next to coturn on a node (systemd `turnkit-meter.service`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from pathlib import Path
+
+import typer
+
+from turnkit.cli.common import CONFIG_OPTION, load_config
+from turnkit.errors import ConfigError
+from turnkit.meter import cost
+from turnkit.meter.service import Meter, MeterSettings
+
+meter_app = typer.Typer(help="Meter relayed bytes per user, node, region and day.", no_args_is_help=True)
+
+#: The node's statsdb Redis, as `turnkit drain` reads it: URL and password from the environment, never argv.
+STATSDB_URL_ENV = "TURNKIT_STATSDB_URL"
+STATSDB_PASSWORD_ENV = "TURNKIT_STATSDB_PASSWORD"
+
+
+def _env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise ConfigError(f"environment variable `{name}` is not set (the meter's environment file sets it)")
+    return value
+
+
+@meter_app.command("run")
+def run(
+    node: str = typer.Option(..., "--node", help="This node's name."),
+    region: str = typer.Option(..., "--region", "-r", help="This node's region."),
+    buffer: Path | None = typer.Option(None, "--buffer", help="SQLite buffer (default: [meter] buffer)."),
+    ca_file: Path | None = typer.Option(None, "--ca-file", help="CA bundle that signed the central store's cert."),
+    metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", help="Address of /metrics."),
+    metrics_port: int | None = typer.Option(None, "--metrics-port", help="Port of /metrics (0: off)."),
+    config: Path = CONFIG_OPTION,
+) -> None:
+    """Subscribe to coturn's statsdb events and ship usage to the central store until SIGTERM.
+
+    From the environment: TURNKIT_STATSDB_URL, TURNKIT_STATSDB_PASSWORD and [meter] central_url_env.
+    Example: turnkit meter run --node turn-1 --region eu
+    """
+    from prometheus_client import start_http_server
+
+    cfg = load_config(config)
+    cfg.region(region)
+    settings = MeterSettings(
+        node=node,
+        region=region,
+        statsdb_url=_env(STATSDB_URL_ENV),
+        statsdb_password=os.environ.get(STATSDB_PASSWORD_ENV) or None,
+        central_url=_env(cfg.meter.central_url_env),
+        buffer=buffer or cfg.resolve(cfg.meter.buffer),
+        flush_interval=cfg.meter.flush_interval,
+        per_gb=cost.price_per_gb(cfg, region),
+        budget=cfg.quotas.region_monthly_budget.get(region, 0.0),
+        ca_file=str(ca_file) if ca_file else None,
+    )
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    meter = Meter(settings)
+    port = cfg.meter.metrics_port if metrics_port is None else metrics_port
+    if port:
+        start_http_server(port, metrics_host, registry=meter.metrics.registry)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await meter.run(stop)
+
+    try:
+        asyncio.run(main())
+    finally:
+        meter.close()
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(meter_app, name="meter")
