@@ -44,7 +44,8 @@ function token(sub) {
 function turnkitPeer(i) {
   const WebSocket = require("ws");
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${endpoint(i)}?token=${token(`bench-${i}`)}`, { perMessageDeflate: false });
+    // One user per connection, unique across load.js processes (turnkit caps connections per user).
+    const ws = new WebSocket(`${endpoint(i)}?token=${token(`bench-${process.pid}-${i}`)}`, { perMessageDeflate: false });
     const handlers = {};
     ws.on("message", (raw) => {
       const m = JSON.parse(raw);
@@ -92,11 +93,11 @@ if (!connect) {
   process.exit(2);
 }
 
-async function room(r) {
+async function room(r, name) {
   const a = await connect(2 * r);
   const b = await connect(2 * r + 1);
-  const { you } = await a.join(`room${r}`);
-  await b.join(`room${r}`);
+  const { you } = await a.join(name);
+  await b.join(name);
   return { a, b, aId: you };
 }
 
@@ -108,7 +109,7 @@ function quantile(sorted, q) {
 
 async function relay(pairs, seconds) {
   const rooms = [];
-  for (let r = 0; r < pairs; r++) rooms.push(await room(r));
+  for (let r = 0; r < pairs; r++) rooms.push(await room(r, `room${r}`));
   let running = true;
   let measuring = false;
   let relayed = 0;
@@ -155,7 +156,7 @@ async function relay(pairs, seconds) {
 }
 
 async function idle(n) {
-  for (let r = 0; r < n / 2; r++) await room(`idle${r}`);
+  for (let r = 0; r < n / 2; r++) await room(r, `idle${r}`);
   print({ proto, idle_connections: n });
   setInterval(() => {}, 1 << 30);
 }

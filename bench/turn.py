@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.procs import Procs, free_port, wait_tcp
-from turnkit import config, pki, render, resources
+from turnkit import config, pki, render, resources, secretdb
 from turnkit.nodes import Node
 
 #: The coturn version whose config dialect the templates render (the one Debian installs here).
@@ -57,7 +57,10 @@ def start(
         workdir / "certs", ["turn.example.test", "127.0.0.1"], dt.datetime.now(dt.UTC), 30
     )
     log = workdir / "turnserver.log"
+    userdb = workdir / "turndb.sqlite"
+    secretdb.sync(userdb, cfg.project.effective_realm, secrets)  # coturn reads the accepted secrets from here
     overrides = {
+        "coturn_userdb": str(userdb),
         "coturn_listening_port": port,
         "coturn_tls_listening_port": tls_port,
         "coturn_min_port": relay_ports[0],
