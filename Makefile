@@ -1,4 +1,5 @@
-# turnkit: `make demo` runs the local TURN + signaling stack and probes it; `make test` runs every check.
+# turnkit: `make demo` runs the local TURN + signaling stack and probes it; `make check` is the fast daemon-free
+# subset (lint, types, pure tests); `make test` runs every test, daemons included; `make bench` measures.
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -7,7 +8,7 @@ APT_PACKAGES := coturn nginx libnginx-mod-stream redis-server redis-sentinel cer
 DEMO_DIR ?= demo
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup system venv demo down test lint typecheck unit bench clean
+.PHONY: setup system venv demo down check test lint typecheck unit bench bench-peers clean
 
 setup: system venv
 
@@ -50,10 +51,20 @@ typecheck: venv
 unit: venv
 	$(VENV)/bin/pytest -q
 
+# No daemon starts here: tests/conftest.py marks daemon tests and fails any unmarked test that starts one.
+check: lint typecheck
+	$(VENV)/bin/pytest -q -m "not daemon" -n auto
+
 test: setup lint typecheck unit
 
-bench: setup
+# The Node benchmark peers (socket.io, socket.io-client, ws) exactly as bench/package-lock.json pins them.
+bench/node_modules/.package-lock.json: bench/package.json bench/package-lock.json
+	cd bench && npm ci --no-audit --no-fund
+
+bench-peers: bench/node_modules/.package-lock.json
+
+bench: setup bench-peers
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache artifacts
+	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache artifacts bench/node_modules

@@ -13,17 +13,19 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench import call, capacity, creds, env, probe, relay, report
+from bench import browser, call, capacity, creds, env, latency, probe, relay, report
 from bench.common import Ctx
-from bench.procs import managed, raise_nofile
+from bench.procs import CLIENT_CORE, SERVER_CORE, core, managed, raise_nofile
 
 #: Section key → (title, benchmark), in document order.
 SECTIONS: dict[str, tuple[str, Callable[[Ctx], report.Section]]] = {
-    "relay": ("1. Signaling relay throughput", relay.bench),
+    "relay": ("1. Signaling relay throughput and CPU per message", relay.bench),
     "capacity": ("2. Capacity: memory per idle joined connection", capacity.bench),
     "creds": ("3. Credentials endpoint", creds.bench),
     "probe": ("4. Probe speed", probe.bench),
-    "call": ("5. Call setup", call.bench),
+    "latency": ("4b. Probe fleet at real latency (50 ms RTT)", latency.bench),
+    "call": ("5. Call setup (aiortc peers)", call.bench),
+    "browser": ("5b. Browser call setup", browser.bench),
 }
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
@@ -86,7 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         os.cpu_count() or 0,
         env.versions(),
-        env.machine_note(load_start, os.getloadavg()[0], args.note, args.quick),
+        env.machine_note(
+            load_start, os.getloadavg()[0], args.note, args.quick, env.pinning(core(SERVER_CORE), core(CLIENT_CORE))
+        ),
     )
     text = {key: report.render_section(section, header) for key, section in rendered.items()}
     old = args.doc.read_text() if args.doc.exists() else ""

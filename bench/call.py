@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
-from pathlib import Path
 
+import jwt
+
+from bench import stack, turn
+from bench.callpeer import CallPeer
 from bench.common import Ctx
 from bench.report import Section, Table
 from bench.stats import Target, Verdict, fmt, median, percentile
-from tests.signaling.callpeer import CallPeer
-from tests.signaling.callstack import Stack, call_stack
+from turnkit import keyring
 
 #: Below this a call needed no ICE check retransmission (aioice's first STUN retransmit comes after 500 ms).
 RETRANSMIT_MS = 250
-SETUP = Target("call setup p50 (join → data channel open, relay only)", "<=", 500, "ms", "issues 3, 6")
+SETUP = Target("aiortc call setup p50 (join → data channel open, relay only)", "<=", 500, "ms", "issues 3, 6")
 
 
-async def one_call(stack: Stack, n: int) -> tuple[float, float, bool]:
+def ws_url(server: stack.Server, sub: str) -> str:
+    token = jwt.encode({"sub": sub, "exp": int(time.time()) + 900}, stack.JWT_SECRET, algorithm="HS256")
+    return f"{server.url}?token={token}"
+
+
+async def one_call(server: stack.Server, n: int) -> tuple[float, float, bool]:
     """(ms from the first join to both channels open, ms from the second join, both ends relayed)."""
-    a = CallPeer(stack.ws_url(stack.token(f"bench-a{n}")), relay_only=True)
-    b = CallPeer(stack.ws_url(stack.token(f"bench-b{n}")), relay_only=True)
+    a = CallPeer(ws_url(server, f"bench-a{n}"))
+    b = CallPeer(ws_url(server, f"bench-b{n}"))
     try:
         await a.connect()
         await b.connect()
@@ -39,15 +45,17 @@ async def one_call(stack: Stack, n: int) -> tuple[float, float, bool]:
         await b.close()
 
 
-async def _calls(stack: Stack, count: int) -> list[tuple[float, float, bool]]:
-    await one_call(stack, -1)  # warm-up: aiortc imports and codecs, first TURN allocations
-    return [await one_call(stack, i) for i in range(count)]
+async def _calls(server: stack.Server, count: int) -> list[tuple[float, float, bool]]:
+    await one_call(server, -1)  # warm-up: aiortc imports and codecs, first TURN allocations
+    return [await one_call(server, i) for i in range(count)]
 
 
 def bench(ctx: Ctx) -> Section:
     count = ctx.count(20, 2)
-    with tempfile.TemporaryDirectory(dir=ctx.workdir) as tmp, call_stack(Path(tmp)) as stack:
-        calls = asyncio.run(_calls(stack, count))
+    ring = keyring.init(int(time.time()))
+    coturn = turn.start(ctx.procs, ctx.workdir / "call-coturn", list(ring.accepted))
+    server = stack.start_turnkit(ctx.procs, ctx.workdir, None, turn=(coturn.port, coturn.tls_port), ring=ring)
+    calls = asyncio.run(_calls(server, count))
     first = [c[0] for c in calls]
     second = [c[1] for c in calls]
     relayed = sum(c[2] for c in calls)
@@ -63,7 +71,7 @@ def bench(ctx: Ctx) -> Section:
         ("second join (the offer) → both open", fmt(median(second)), fmt(percentile(second, 90)), fmt(max(second)), ""),
     )
     method = f"""\
-`tests/signaling/callpeer.py`'s aiortc peer (the same flow as the demo page: the newcomer offers, ICE servers with
+`bench/callpeer.py`'s aiortc peer (the same flow as the demo page: the newcomer offers, ICE servers with
 TURN credentials come from `all-users`, candidates queued until the remote description is set), two peers per call,
 `iceTransportPolicy: relay`, through `turnkit signaling serve` and a local coturn started from turnkit-rendered
 config. Both WebSockets are open before the clock starts; {count} sequential calls after one warm-up call; the
@@ -73,7 +81,7 @@ permission exists and is dropped, so it waits for aioice's first retransmission 
 counts the calls that needed none."""
     return Section(
         "call",
-        "5. Call setup",
+        "5. Call setup (aiortc peers)",
         method,
         tables=[Table(("interval", "p50 ms", "p90 ms", "max ms", f"calls < {RETRANSMIT_MS} ms"), rows)],
         verdicts=[Verdict(SETUP, median(first), f"{relayed}/{len(calls)} calls relay↔relay")],

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from bench import stack
 from bench.common import Ctx
 from bench.procs import CLIENT_CORE, SERVER_CORE, core, raise_nofile, rss_kib
-from bench.relay import PRELOAD
 from bench.report import Section, Table
 from bench.stats import Target, Verdict, fmt, median, ratio
 
@@ -46,11 +45,11 @@ def measure(ctx: Ctx, start: Callable[[], stack.Server], n: int) -> float:
     try:
         time.sleep(SETTLE)
         before = rss_kib(server.proc.pid)
-        script = str(stack.node_dir() / "relay-load.js")
+        stack.npm_ci()
         per_client = min(PER_CLIENT, max(2, n // 2))  # at least two clients, even in a smoke run
         split = [per_client] * (n // per_client) + ([n % per_client] if n % per_client else [])
         for i, share in enumerate(split):
-            argv = ["node", "-r", str(PRELOAD), script, server.proto, server.url, "idle", str(share)]
+            argv = ["node", str(stack.LOAD), server.proto, server.url, "idle", str(share)]
             clients.append(
                 ctx.procs.start(
                     f"idle-{server.port}-{i}",
@@ -92,7 +91,7 @@ def bench(ctx: Ctx) -> Section:
     )
     tk = med["turnkit (memory)"]
     method = f"""\
-{n:,} idle connections, each authenticated (turnkit: JWT) and joined to a room of two (`relay-load.js … idle N`),
+{n:,} idle connections, each authenticated (turnkit: JWT) and joined to a room of two (`bench/load.js … idle N`),
 opened by {-(-n // min(PER_CLIENT, max(2, n // 2)))} client processes of at most {PER_CLIENT:,} connections (the machine's hard limit is
 20,000 open files per process; the runner raises the soft limit to {soft:,} for its children). A fresh server per
 measurement, pinned to core 0; RSS (VmRSS) read {SETTLE:g} s after start and {SETTLE:g} s after the last client

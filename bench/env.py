@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import re
 import subprocess
 from importlib import metadata
+from pathlib import Path
+
+#: The Node packages bench/package-lock.json pins (what `npm ci` installs).
+NODE_PACKAGES = ("socket.io", "socket.io-client", "ws")
+LOCK = Path(__file__).with_name("package-lock.json")
 
 
 def _cmd(argv: list[str], pattern: str) -> str:
@@ -24,6 +30,14 @@ def _pkg(name: str) -> str:
         return "missing"
 
 
+def node_versions(lock: Path = LOCK) -> dict[str, str]:
+    try:
+        packages = json.loads(lock.read_text())["packages"]
+    except (OSError, ValueError, KeyError):
+        return dict.fromkeys(NODE_PACKAGES, "unknown")
+    return {name: str(packages.get(f"node_modules/{name}", {}).get("version", "missing")) for name in NODE_PACKAGES}
+
+
 def versions() -> dict[str, str]:
     return {
         "python": platform.python_version(),
@@ -33,12 +47,20 @@ def versions() -> dict[str, str]:
         "websockets": _pkg("websockets"),
         "aiortc": _pkg("aiortc"),
         "uvloop": _pkg("uvloop"),
+        **node_versions(),
     }
 
 
-def machine_note(load_start: float, load_end: float, note: str, quick: bool) -> str:
-    """A line about the machine: load average before/after, and whether this was only a smoke run."""
-    parts = [f"load average {load_start:.2f} before, {load_end:.2f} after"]
+def pinning(server: int | None, client: int | None) -> str:
+    if server is None or client is None:
+        return "no core pinning (one core available)"
+    return f"servers pinned to core {server}, load generators to core {client} (taskset)"
+
+
+def machine_note(load_start: float, load_end: float, note: str, quick: bool, pinned: str = "") -> str:
+    """A line about the machine: core pinning, load average before/after, and whether this was a smoke run."""
+    parts = [pinned] if pinned else []
+    parts.append(f"load average {load_start:.2f} before, {load_end:.2f} after")
     if load_start > 0.5:
         parts.append("other work was running on this machine (shared), so absolute figures are noisy")
     if quick:

@@ -11,15 +11,15 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
-from bench import profile
+from bench import profile, turn
 from bench.common import Ctx
 from bench.procs import CLIENT_CORE, SERVER_CORE, core
 from bench.report import Section, Table
 from bench.stats import Target, Verdict, fmt, median, percentile, ratio
-from tests.daemons import Coturn, local_config, start_coturn
-from turnkit import credentials, keyring
+from bench.turn import Coturn
+from turnkit import clock, keyring
 from turnkit.probe import runner, uclient
-from turnkit.probe.checks import CredentialSource, Options
+from turnkit.probe.checks import CredentialSource, Options, minting
 from turnkit.probe.result import CheckResult, Credential, Endpoint, Status, Transport
 
 ONE = Target("one node, full check (UDP+TCP+TLS), p50", "<=", 100, "ms", "issue 4")
@@ -36,11 +36,18 @@ UCLIENT_TIMEOUT = 15.0
 TRANSPORTS = (Transport.UDP, Transport.TCP, Transport.TLS)
 
 
-def node_endpoints(server: Coturn, node: str, count: int = 3) -> list[Endpoint]:
-    """`count` distinct endpoints of one local coturn: UDP, TCP, TLS on 127.0.0.1, then the same on 127.0.0.2, ...
+def node_endpoints(
+    server: Coturn,
+    node: str,
+    count: int = 3,
+    ips: Sequence[str] = LISTEN_IPS,
+    loopback: bool = True,
+    relay_ip: str | None = None,
+) -> list[Endpoint]:
+    """`count` distinct endpoints of one coturn: UDP, TCP, TLS on ips[0], then the same on ips[1], ...
 
     The probe runs each check once per (address, port, transport), so a fleet of distinct endpoints needs
-    distinct addresses: every benchmark coturn listens on LISTEN_IPS.
+    distinct addresses: every benchmark coturn listens on all of `ips` and relays on `relay_ip` (default ips[0]).
     """
     out = []
     for k in range(count):
@@ -49,12 +56,12 @@ def node_endpoints(server: Coturn, node: str, count: int = 3) -> list[Endpoint]:
             Endpoint(
                 region="local",
                 node=f"{node}-{k // 3}" if count > 3 else node,
-                host=LISTEN_IPS[k // 3],
+                host=ips[k // 3],
                 port=server.tls_port if transport is Transport.TLS else server.port,
                 transport=transport,
-                expected_ip="127.0.0.1",
-                loopback_only=True,
-                loopback_allowed=True,
+                expected_ip=relay_ip or ips[0],
+                loopback_only=loopback,
+                loopback_allowed=loopback,
                 server_name="turn.example.test",
             )
         )
@@ -67,13 +74,7 @@ _runs = itertools.count()
 def minted(secret: str) -> CredentialSource:
     """Fresh REST credentials per check, endpoint and run: coturn's per-user quota must not couple the runs."""
     run = next(_runs)
-
-    def source(ep: Endpoint, check: str) -> Credential:
-        user = f"bench{run}-{check}-{ep.host}-{ep.transport.value}"
-        c = credentials.issue(user, secret, int(time.time()), 600)
-        return Credential(c.username, c.password, secret)
-
-    return source
+    return minting(secret, clock.now, lambda ep, check: f"bench{run}-{check}-{ep.host}-{ep.transport.value}")
 
 
 def failures(results: Sequence[CheckResult]) -> list[str]:
@@ -110,7 +111,6 @@ def on_core(cpu: int | None) -> Iterator[None]:
 def bench(ctx: Ctx) -> Section:
     root = ctx.workdir / "probe"
     root.mkdir(parents=True, exist_ok=True)
-    cfg = local_config(root)
     ring = keyring.init(int(time.time()))
     secret = ring.primary.value
     servers: list[Coturn] = []
@@ -118,14 +118,9 @@ def bench(ctx: Ctx) -> Section:
         for i in range(INSTANCES):
             # All instances serve the first one's certificate, so one CA file verifies every TLS endpoint.
             first = servers[0].certs if servers else None
-            shared = {"coturn_cert_file": str(first.cert), "coturn_pkey_file": str(first.key)} if first else {}
-            extra = {
-                **shared,
-                "coturn_listening_ips": list(LISTEN_IPS),
-                "coturn_min_port": RELAY_PORTS + i * RELAY_WINDOW,
-                "coturn_max_port": RELAY_PORTS + (i + 1) * RELAY_WINDOW - 1,
-            }
-            servers.append(start_coturn(cfg, list(ring.accepted), root / f"coturn-{i}", extra=extra))
+            window = (RELAY_PORTS + i * RELAY_WINDOW, RELAY_PORTS + (i + 1) * RELAY_WINDOW - 1)
+            extra = {"coturn_listening_ips": list(LISTEN_IPS)}
+            servers.append(turn.start(ctx.procs, root / f"coturn-{i}", list(ring.accepted), extra, first, window))
             pin_all_threads(servers[-1].proc.pid, core(SERVER_CORE))
         options = Options(ca_file=str(servers[0].certs.ca))
         fleet_eps = [ep for i, s in enumerate(servers) for ep in node_endpoints(s, f"turn-{i}", PER_INSTANCE)]
@@ -136,7 +131,7 @@ def bench(ctx: Ctx) -> Section:
         return section
     finally:
         for s in servers:
-            s.stop()
+            ctx.procs.stop(s.proc)
 
 
 def _profile(ctx: Ctx, eps: list[Endpoint], secret: str, options: Options) -> str:
@@ -244,7 +239,8 @@ async def _side_by_side(ctx: Ctx, server: Coturn, secret: str, options: Options,
             ours.append(ms)
             ours_ok += not bad
             if i < ctx.count(UCLIENT_RUNS, 1):  # uclient paces itself (~0.5 s per packet round); a few runs say enough
-                c = credentials.issue(f"bench-uclient-{i}", secret, int(time.time()), 600)
+                c = minted(secret)(ep, f"uclient{i}")
+                assert c is not None
                 argv = uclient.command(ep.host, ep.port, ep.transport, Credential(c.username, c.password), 10, ca)
                 res = await uclient.run(argv, timeout=UCLIENT_TIMEOUT)
                 theirs.append(res.duration * 1000)

@@ -7,17 +7,35 @@ import logging
 import os
 import resource
 import signal
+import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 SERVER_CORE = 0
 CLIENT_CORE = 1
+
+
+def free_port() -> int:
+    """A port free for both TCP and UDP on 127.0.0.1 (TURN listens on both)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                u.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port on 127.0.0.1")
 
 
 def cores() -> list[int]:
@@ -138,17 +156,15 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) ->
     raise RuntimeError(f"{url}: no 200 within {timeout:g}s")
 
 
-def wait_tcp(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    import socket
-
+def wait_tcp(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0, host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"port {port}: process exited with {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
             return
         time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} within {timeout:g}s")
+    raise RuntimeError(f"nothing listening on {host}:{port} within {timeout:g}s")
 
 
 def run(
@@ -162,3 +178,59 @@ def run(
     if done.returncode != 0:
         raise RuntimeError(f"{argv[0]} exited {done.returncode}: {done.stderr.decode(errors='replace')[-1500:]}")
     return done.stdout.decode(errors="replace")
+
+
+@dataclass(frozen=True)
+class Windowed:
+    """A load tool's run: its stdout, and the CPU seconds the watched processes used in its measured window."""
+
+    stdout: str
+    cpu_seconds: float
+
+
+def run_windowed(
+    argv: Sequence[str],
+    watched: Sequence[int],
+    pin: int | None = None,
+    timeout: float = 120.0,
+    env: Mapping[str, str] | None = None,
+) -> Windowed:
+    """Run a load tool that prints `{"event":"start"}` and `{"event":"stop"}` lines around its measured window.
+
+    utime+stime of every process in `watched` (from /proc) is read when each line arrives, so the figure covers
+    the window only: not connection setup, warm-up or teardown.
+    """
+    full = [*argv] if pin is None else ["taskset", "-c", str(pin), *argv]
+    proc = subprocess.Popen(
+        full,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    marks: dict[str, float] = {}
+    lines: list[bytes] = []
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        for line in proc.stdout:
+            lines.append(line)
+            for event in ("start", "stop"):
+                if line.strip() == b'{"event":"%s"}' % event.encode():
+                    marks[event] = sum(cpu_seconds(pid) for pid in watched)
+        err = proc.stderr.read().decode(errors="replace")
+        code = proc.wait()
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+    if code != 0:
+        raise RuntimeError(f"{argv[0]} exited {code}: {err[-1500:]}")
+    if set(marks) != {"start", "stop"}:
+        raise RuntimeError(f"{argv[0]} printed no start/stop window: {b''.join(lines)[-500:]!r}")
+    return Windowed(b"".join(lines).decode(errors="replace"), marks["stop"] - marks["start"])

@@ -1,18 +1,17 @@
-"""Section 1: signaling relay throughput, turnkit vs the Node.js Socket.IO reference and the bare ws ceiling."""
+"""Section 1: signaling relay throughput and server CPU per relayed message, turnkit vs the Socket.IO reference and
+the bare ws ceiling."""
 
 from __future__ import annotations
 
 import functools
 import json
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
-from pathlib import Path
 
 from bench import profile, stack
 from bench.common import Ctx
-from bench.procs import CLIENT_CORE, SERVER_CORE, children_cpu_seconds, core, cpu_seconds, run
+from bench.procs import CLIENT_CORE, SERVER_CORE, core, run_windowed
 from bench.report import Section, Table
 from bench.stats import Target, Verdict, fmt, median, ratio
 
@@ -20,60 +19,103 @@ PAIRS = 50
 HEADERS = (
     "server",
     "msgs/s",
+    "server µs/msg",
+    "µs/msg vs Socket.IO",
+    "msgs/s vs Socket.IO",
     "rtt p50 ms",
     "rtt p99 ms",
-    "vs Socket.IO",
     "server CPU",
     "client CPU",
+    "client µs/msg",
     "msgs/s per round",
 )
-PRELOAD = Path(__file__).with_name("preload.js")
 
-MSGS = Target("turnkit msgs/s ÷ Socket.IO reference", ">=", 1.5, "×", "issues 3, 6")
-P99 = Target("turnkit rtt p99 at 50 rooms", "<=", 10, "ms", "issues 3, 6")
-REDIS = Target("turnkit Redis, 2 processes, msgs/s ÷ reference", ">=", 1.0, "×", "issue 6")
+MSGS = Target("turnkit msgs/s ÷ Socket.IO reference", ">=", 1.5, "×", "issue 13")
+CPU = Target("turnkit server µs/msg ÷ Socket.IO reference", "<=", 0.67, "×", "issue 13")
+CEILING = Target("moonshot: turnkit server µs/msg ÷ bare ws ceiling", "<=", 1.0, "×", "issue 13")
+P99 = Target("turnkit rtt p99 at 50 rooms", "<=", 10, "ms", "issue 13")
+REDIS = Target("turnkit Redis, 2 processes, msgs/s ÷ reference", ">=", 1.0, "×", "issue 13")
 
 
 @dataclass(frozen=True)
 class Load:
-    """One relay-load.js result line."""
+    """One load.js run: its result line, and the CPU the server processes used in the measured window."""
 
     msgs_per_s: float
     p50_ms: float
     p99_ms: float
-    server_cpu: float = math.nan  # share of one core the server process(es) used during the run
-    client_cpu: float = math.nan  # the same for the load client
+    messages: float = math.nan  # relayed messages counted in the window
+    seconds: float = math.nan  # length of the window
+    client_cpu_s: float = math.nan  # the load client's own utime+stime in the window
+    server_cpu_s: float = math.nan  # utime+stime of every server process (incl. redis-server) in the window
+
+    @property
+    def server_us_per_msg(self) -> float:
+        return ratio(self.server_cpu_s * 1e6, self.messages)
+
+    @property
+    def client_us_per_msg(self) -> float:
+        return ratio(self.client_cpu_s * 1e6, self.messages)
+
+    @property
+    def server_share(self) -> float:
+        """Share of one core the server processes used over the window."""
+        return ratio(self.server_cpu_s, self.seconds)
+
+    @property
+    def client_share(self) -> float:
+        return ratio(self.client_cpu_s, self.seconds)
 
 
 def parse_load(stdout: str) -> Load:
-    """The last JSON line relay-load.js printed."""
-    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    """The result line load.js printed (the last JSON line that is not a start/stop event)."""
+    lines = [line for line in stdout.splitlines() if line.startswith("{") and '"event"' not in line]
     if not lines:
-        raise RuntimeError(f"relay-load.js printed no result: {stdout[-500:]!r}")
+        raise RuntimeError(f"load.js printed no result: {stdout[-500:]!r}")
     doc = json.loads(lines[-1])
-    nan = float("nan")
-    return Load(float(doc["msgs_per_s"]), float(doc.get("rtt_p50_ms", nan)), float(doc.get("rtt_p99_ms", nan)))
+
+    def num(key: str) -> float:
+        value = doc.get(key)
+        return math.nan if value is None else float(value)
+
+    return Load(
+        num("msgs_per_s"), num("rtt_p50_ms"), num("rtt_p99_ms"), num("messages"), num("seconds"), num("client_cpu_s")
+    )
 
 
 def load(server: stack.Server, seconds: float, split: list[int] | None = None, pids: Sequence[int] = ()) -> Load:
-    """Run relay-load.js on the client core against `server` (or spread over `split` ports).
+    """Run load.js on the client core against `server` (or spread over the `split` ports).
 
-    Also reports how busy the server processes (`pids`, default the server) and the client were:
-    a client near 100% means the figure is bounded by the load generator, not the server.
+    Server CPU is utime+stime of `pids` (default: the server) over load.js's measured window, from /proc.
     """
-    script = str(stack.node_dir() / "relay-load.js")
-    argv = ["node", *(["-r", str(PRELOAD)] if split else []), script, server.proto, server.url, str(PAIRS)]
+    stack.npm_ci()
+    argv = ["node", str(stack.LOAD), server.proto, server.url, str(PAIRS), f"{seconds:g}"]
     env = {"TURNKIT_JWT_SECRET": stack.JWT_SECRET}
     if split:
-        env["BENCH_SPLIT_PORTS"] = ",".join(map(str, split))
-    watched = list(pids) or [server.proc.pid]
-    before = [cpu_seconds(p) for p in watched]
-    client_before, start = children_cpu_seconds(), time.monotonic()
-    out = run([*argv, f"{seconds:g}"], pin=core(CLIENT_CORE), timeout=seconds + 120, env=env)
-    wall = time.monotonic() - start
-    server_cpu = sum(cpu_seconds(p) - b for p, b in zip(watched, before, strict=True)) / wall
-    result = parse_load(out)
-    return replace(result, server_cpu=server_cpu, client_cpu=(children_cpu_seconds() - client_before) / wall)
+        env["BENCH_PORTS"] = ",".join(map(str, split))
+    out = run_windowed(argv, list(pids) or [server.proc.pid], core(CLIENT_CORE), seconds + 120, env)
+    return replace(parse_load(out.stdout), server_cpu_s=out.cpu_seconds)
+
+
+def _median(loads: Sequence[Load]) -> Load:
+    return Load(*(median([getattr(x, f.name) for x in loads]) for f in fields(Load)))
+
+
+def _row(name: str, m: Load, ref: Load, per_round: Sequence[Load]) -> tuple[str, ...]:
+    us = m.server_us_per_msg
+    return (
+        name,
+        fmt(m.msgs_per_s),
+        fmt(us),
+        fmt(ratio(us, ref.server_us_per_msg)) + "×",
+        fmt(ratio(m.msgs_per_s, ref.msgs_per_s)) + "×",
+        fmt(m.p50_ms),
+        fmt(m.p99_ms),
+        f"{m.server_share:.0%}",
+        f"{m.client_share:.0%}",
+        fmt(m.client_us_per_msg),
+        " / ".join(fmt(x.msgs_per_s) for x in per_round),
+    )
 
 
 def bench(ctx: Ctx) -> Section:
@@ -94,38 +136,35 @@ def bench(ctx: Ctx) -> Section:
     for _ in range(ctx.rounds):
         for name, go in runs.items():  # alternated: every round runs each server once, in turn
             results[name].append(go())
-    med = {name: Load(*(median([getattr(x, f.name) for x in r]) for f in fields(Load))) for name, r in results.items()}
-    ref = med["Socket.IO reference"].msgs_per_s
-    rows = tuple(
-        (
-            name,
-            fmt(m.msgs_per_s),
-            fmt(m.p50_ms),
-            fmt(m.p99_ms),
-            fmt(ratio(m.msgs_per_s, ref)) + "×",
-            f"{m.server_cpu:.0%}",
-            f"{m.client_cpu:.0%}",
-            " / ".join(fmt(x.msgs_per_s) for x in results[name]),
-        )
-        for name, m in med.items()
-    )
+    med = {name: _median(r) for name, r in results.items()}
+    ref, ceiling = med["Socket.IO reference"], med["bare ws ceiling"]
+    rows = tuple(_row(name, m, ref, results[name]) for name, m in med.items())
     mem, red = med["turnkit (memory)"], med["turnkit (Redis, 2 processes)"]
+    us, ref_us, ceil_us = mem.server_us_per_msg, ref.server_us_per_msg, ceiling.server_us_per_msg
     section = Section(
         "relay",
-        "1. Signaling relay throughput",
+        "1. Signaling relay throughput and CPU per message",
         _method(seconds, ctx.rounds),
         tables=[Table(HEADERS, rows)],
         verdicts=[
-            Verdict(MSGS, ratio(mem.msgs_per_s, ref), f"{fmt(mem.msgs_per_s)} vs {fmt(ref)} msgs/s"),
+            Verdict(CPU, ratio(us, ref_us), f"{fmt(us)} vs {fmt(ref_us)} µs/msg"),
+            Verdict(
+                MSGS, ratio(mem.msgs_per_s, ref.msgs_per_s), f"{fmt(mem.msgs_per_s)} vs {fmt(ref.msgs_per_s)} msgs/s"
+            ),
+            Verdict(CEILING, ratio(us, ceil_us), f"{fmt(us)} vs {fmt(ceil_us)} µs/msg"),
             Verdict(P99, mem.p99_ms),
-            Verdict(REDIS, ratio(red.msgs_per_s, ref), f"{fmt(red.msgs_per_s)} msgs/s"),
+            Verdict(
+                REDIS,
+                ratio(red.msgs_per_s, ref.msgs_per_s),
+                f"{fmt(red.msgs_per_s)} msgs/s, {fmt(red.server_us_per_msg)} µs/msg",
+            ),
         ],
     )
-    if ctx.profile or any(v.met is False for v in section.verdicts[:2]):
+    if ctx.profile or any(v.met is False for v in section.verdicts[:4]):
         memory = servers["turnkit (memory)"]
         what = "the turnkit server (memory backend) under the same relay load"
         section.notes.append(_profile(ctx, memory, what, runs["turnkit (memory)"], seconds))
-    if ctx.profile or section.verdicts[2].met is False:
+    if ctx.profile or section.verdicts[4].met is False:
         what = "one of the two Redis-backed turnkit processes under the split relay load"
         section.notes.append(_profile(ctx, a, what, runs["turnkit (Redis, 2 processes)"], seconds))
     return section
@@ -143,15 +182,17 @@ def _profile(ctx: Ctx, server: stack.Server, what: str, workload: Callable[[], L
 
 def _method(seconds: float, rounds: int) -> str:
     return f"""\
-Same load client for every server: `relay-load.js` from `../shared/bench`, {PAIRS} rooms of two peers
-playing offer/answer ping-pong with a 1.2 KB SDP for {seconds:g} s (a closed loop per room). Servers are
-pinned to core 0, the load client to core 1; each of {rounds} rounds runs every server once, in turn, and the
-table shows medians. turnkit runs `turnkit signaling serve` with JWT auth, frame validation, room checks and
-its rate limiter on (limit raised above the load); the references have none of these.
-**Redis, 2 processes:** two `turnkit signaling serve` processes sharing one `redis-server`, all three
-pinned to core 0 (the same one-core server budget as the reference). One `relay-load.js` with a preload
-(`bench/preload.js`) that alternates new WebSocket connections between the two processes, so the two peers of
-every room sit on different processes and every relayed message crosses Redis pub/sub.
-**CPU columns:** share of one core used by the server process(es) and by the load client over the run (median);
-a client near 100% means that row is bounded by the load generator, not by the server. relay-load.js measures
-round trips with `Date.now()`, so latencies are whole milliseconds."""
+Same load client for every server: `bench/load.js`, {PAIRS} rooms of two peers playing offer/answer ping-pong with a
+1.2 KB SDP (a closed loop per room), a 0.5 s warm-up, then a {seconds:g} s measured window. Servers are pinned to
+core 0, the load client to core 1; each of {rounds} rounds runs every server once, in turn, and the table shows
+medians. turnkit runs `turnkit signaling serve` with JWT auth, frame validation, room checks and its rate limiter on
+(limit raised above the load); the references have none of these.
+**Redis, 2 processes:** two `turnkit signaling serve` processes sharing one `redis-server`, all three pinned to
+core 0 (the same one-core server budget as the reference). load.js alternates its connections between the two
+ports (`BENCH_PORTS`), so the two peers of every room sit on different processes and every relayed message crosses
+Redis pub/sub.
+**Server µs/msg** (the headline): utime+stime of every server process — both turnkit processes and redis-server
+for the Redis row — read from /proc/PID/stat when load.js prints its window's start and stop lines, divided by the
+messages relayed in the window. **server/client CPU:** share of one core over the window; a client near 100% means
+that row's msgs/s is bounded by the load generator, which is why µs/msg is the fairer figure. Round trips are
+timed with `performance.now()`."""

@@ -1,26 +1,22 @@
 """The servers benchmarks run against: turnkit signaling (memory or Redis backend), redis-server,
-and the Node.js reference servers from ../shared/bench. All on free 127.0.0.1 ports."""
+and the Node.js reference servers in bench/ (npm ci'd on first use). All on free 127.0.0.1 ports."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.procs import Procs, wait_http, wait_tcp
-from tests.daemons import free_port
+from bench.procs import Procs, free_port, wait_http, wait_tcp
 from turnkit import keyring
 
-#: HS256 secret shared by the servers and relay-load.js (≥ 32 bytes, as RFC 7518 §3.2 asks).
+#: HS256 secret shared by the servers and load.js (≥ 32 bytes, as RFC 7518 §3.2 asks).
 JWT_SECRET = "bench-secret-for-turnkit-benchmarks-only"
-REPO = Path(__file__).resolve().parents[1]
-#: The shared benchmark peer (read-only); a copy with node_modules is made when it has none.
-SHARED_BENCH = Path(os.environ.get("TURNKIT_BENCH_PEER", REPO.parent / "shared" / "bench"))
-NODE_CACHE = Path(os.environ.get("TURNKIT_BENCH_CACHE", Path.home() / ".cache" / "turnkit-bench"))
+#: bench/: package.json, package-lock.json, the reference servers and the load client.
+NODE_DIR = Path(__file__).resolve().parent
+LOAD = NODE_DIR / "load.js"
 
 #: turnkit.toml for the benchmark server. The per-connection rate limit is lifted far above the
 #: closed-loop load (it still runs on every frame); the reference servers have none at all.
@@ -47,19 +43,16 @@ allow_loopback_peers = true
 """
 
 
-def node_dir() -> Path:
-    """Where relay-load.js and the reference servers run from, with `npm install` done."""
-    if (SHARED_BENCH / "node_modules").is_dir():
-        return SHARED_BENCH
-    target = NODE_CACHE / "peer"
-    if not (target / "node_modules").is_dir():
-        target.mkdir(parents=True, exist_ok=True)
-        for item in SHARED_BENCH.iterdir():
-            if item.is_file():
-                shutil.copy2(item, target / item.name)
-                (target / item.name).chmod(0o644)
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=target, check=True, timeout=600)
-    return target
+def npm_ci() -> None:
+    """Install the pinned Node packages (package-lock.json) into bench/node_modules unless they are there."""
+    installed = NODE_DIR / "node_modules" / ".package-lock.json"
+    lock = NODE_DIR / "package-lock.json"
+    if installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
+        return
+    argv = ["npm", "ci", "--no-audit", "--no-fund", "--silent"]
+    done = subprocess.run(argv, cwd=NODE_DIR, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"npm ci in {NODE_DIR} exited {done.returncode}: {done.stderr[-1500:]}")
 
 
 @dataclass(frozen=True)
@@ -69,7 +62,7 @@ class Server:
     name: str
     proc: subprocess.Popen[bytes]
     port: int
-    proto: str  # relay-load.js protocol: socketio | turnkit
+    proto: str  # load.js protocol: socketio | turnkit
 
     @property
     def url(self) -> str:
@@ -78,27 +71,41 @@ class Server:
 
 def start_reference(procs: Procs, kind: str, pin: int | None) -> Server:
     """`socketio` (the classic demo app's server) or `ws` (the bare one-core ceiling)."""
-    script = {"socketio": "reference-socketio-server.js", "ws": "reference-ws-server.js"}[kind]
+    script = {"socketio": "socketio-server.js", "ws": "ws-server.js"}[kind]
+    npm_ci()
     port = free_port()
-    proc = procs.start(f"ref-{kind}-{port}", ["node", str(node_dir() / script)], pin=pin, env={"PORT": str(port)})
+    proc = procs.start(f"ref-{kind}-{port}", ["node", str(NODE_DIR / script)], pin=pin, env={"PORT": str(port)})
     wait_tcp(port, proc)
     return Server(f"reference-{kind}", proc, port, "socketio" if kind == "socketio" else "turnkit")
 
 
-def write_config(workdir: Path, port: int, redis_url: str | None = None, turn: tuple[int, int] = (3478, 5349)) -> Path:
-    """turnkit.toml + keyring for one signaling server in `workdir`."""
+def write_config(
+    workdir: Path,
+    port: int,
+    redis_url: str | None = None,
+    turn: tuple[int, int] = (3478, 5349),
+    ring: keyring.Keyring | None = None,
+) -> Path:
+    """turnkit.toml + keyring (`ring`, or a new one) for one signaling server in `workdir`."""
     workdir.mkdir(parents=True, exist_ok=True)
     redis = f'redis_url = "{redis_url}"\n' if redis_url else ""
     path = workdir / "turnkit.toml"
     path.write_text(_TOML.format(listening=turn[0], tls=turn[1], port=port, redis=redis))
-    keyring.save(workdir / "turnkit.secrets.json", keyring.init(int(time.time())))
+    keyring.save(workdir / "turnkit.secrets.json", ring or keyring.init(int(time.time())))
     return path
 
 
-def start_turnkit(procs: Procs, workdir: Path, pin: int | None, redis_url: str | None = None) -> Server:
-    """`turnkit signaling serve` on a free port with the benchmark JWT secret."""
+def start_turnkit(
+    procs: Procs,
+    workdir: Path,
+    pin: int | None,
+    redis_url: str | None = None,
+    turn: tuple[int, int] = (3478, 5349),
+    ring: keyring.Keyring | None = None,
+) -> Server:
+    """`turnkit signaling serve` on a free port with the benchmark JWT secret; ICE URLs name the `turn` ports."""
     port = free_port()
-    config = write_config(workdir / f"signaling-{port}", port, redis_url)
+    config = write_config(workdir / f"signaling-{port}", port, redis_url, turn, ring)
     argv = [str(Path(sys.executable).parent / "turnkit"), "signaling", "serve", "--host", "127.0.0.1"]
     argv += ["--port", str(port), "--config", str(config)]
     env = {"TURNKIT_JWT_SECRET": JWT_SECRET}

@@ -1,7 +1,8 @@
-"""A built wheel works outside the checkout: templates and playbooks ship inside it."""
+"""A built wheel works outside the checkout: templates and playbooks ship inside it, tests/ and bench/ do not."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import sysconfig
@@ -30,6 +31,33 @@ def test_wheel_contains_templates_playbooks_and_types(wheel: Path) -> None:
     assert "turnkit/py.typed" in names and "turnkit/starter.toml" in names
     assert any(n.startswith("turnkit/_data/playbooks/") for n in names)
     assert any(n.startswith("signaling/") for n in names)
+
+
+def imported_modules(source: str) -> set[str]:
+    """Top-level package of every import in a module (relative imports stay inside their package: skipped)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_imported_modules_sees_every_absolute_import() -> None:
+    source = "import os, tests.daemons\nfrom bench.procs import run\nfrom . import sibling\n"
+    assert imported_modules(source) == {"os", "tests", "bench"}
+
+
+def test_wheel_ships_no_tests_or_bench_and_imports_neither(wheel: Path) -> None:
+    archive = zipfile.ZipFile(wheel)
+    names = archive.namelist()
+    top = {n.split("/")[0] for n in names}
+    assert {t for t in top if not t.endswith(".dist-info")} == {"turnkit", "signaling"}
+    modules = [n for n in names if n.endswith(".py")]
+    assert any(n.startswith("signaling/") for n in modules) and "turnkit/cli/__init__.py" in modules
+    offenders = {n: bad for n in modules if (bad := imported_modules(archive.read(n).decode()) & {"tests", "bench"})}
+    assert offenders == {}
 
 
 def test_installed_wheel_renders_outside_the_checkout(wheel: Path, tmp_path: Path) -> None:

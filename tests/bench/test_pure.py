@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import math
 import re
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from bench import creds, profile, relay, report
+from bench import creds, env, latency, netns, profile, relay, report
 from bench.stats import Target, Verdict, fmt, median, percentile, ratio
 
 
@@ -58,13 +62,31 @@ def test_target_description_and_number_format() -> None:
     assert fmt(math.nan) == "n/a"
 
 
-def test_parse_relay_load_line() -> None:
-    out = 'noise\n{"proto":"turnkit","url":"ws://x","pairs":50,"seconds":8,"msgs_per_s":41234,"rtt_p50_ms":2,"rtt_p99_ms":7}\n'
-    assert relay.parse_load(out) == relay.Load(41234.0, 2.0, 7.0)
-    idle = relay.parse_load('{"proto":"turnkit","msgs_per_s":0}')
-    assert idle.msgs_per_s == 0 and math.isnan(idle.p99_ms)
+def test_parse_load_result_line_and_cpu_per_message() -> None:
+    out = (
+        '{"event":"start"}\n{"event":"stop"}\n'
+        '{"proto":"turnkit","pairs":50,"seconds":8,"messages":400000,"msgs_per_s":50000,'
+        '"rtt_p50_ms":1.5,"rtt_p99_ms":7.25,"client_cpu_s":7.2}\n'
+    )
+    load = relay.parse_load(out)
+    assert load == relay.Load(50000.0, 1.5, 7.25, 400000.0, 8.0, 7.2)
+    measured = replace(load, server_cpu_s=6.0)
+    assert measured.server_us_per_msg == pytest.approx(15.0)  # 6 s of CPU over 400,000 messages
+    assert measured.client_us_per_msg == pytest.approx(18.0)
+    assert measured.server_share == pytest.approx(0.75) and measured.client_share == pytest.approx(0.9)
+    assert math.isnan(load.server_us_per_msg)  # no /proc sample: no figure rather than a made-up one
+    idle = relay.parse_load('{"proto":"turnkit","msgs_per_s":0,"rtt_p99_ms":null}')
+    assert idle.msgs_per_s == 0 and math.isnan(idle.p99_ms) and math.isnan(idle.server_us_per_msg)
     with pytest.raises(RuntimeError, match="printed no result"):
-        relay.parse_load("Error: connect ECONNREFUSED")
+        relay.parse_load('{"event":"start"}\nError: connect ECONNREFUSED')
+
+
+def test_relay_row_ratios_against_the_reference() -> None:
+    ref = relay.Load(20000.0, 3.0, 9.0, 160000.0, 8.0, 6.0, 4.0)  # 25 µs/msg
+    ours = relay.Load(40000.0, 1.0, 4.0, 320000.0, 8.0, 7.0, 4.0)  # 12.5 µs/msg
+    row = relay._row("turnkit (memory)", ours, ref, [ours, ref])
+    assert row[:5] == ("turnkit (memory)", "40,000", "12.5", "0.5×", "2×")
+    assert row[7:] == ("50%", "88%", "21.9", "40,000 / 20,000")
 
 
 WRK = """\
@@ -165,3 +187,31 @@ def test_run_header_names_command_machine_and_versions() -> None:
     assert (
         text == "_Run: `python -m bench` on 2026-01-01 00:00 UTC; nproc 2; python 3.11.7, node 20._\n_Machine: shared._"
     )
+
+
+def test_lockfile_pins_what_package_json_asks_and_the_header_names_it() -> None:
+    bench_dir = Path(env.__file__).parent
+    wanted = json.loads((bench_dir / "package.json").read_text())["dependencies"]
+    assert env.node_versions() == wanted  # exact pins: npm ci installs what the lockfile says
+    assert env.node_versions(bench_dir / "no-such-lock.json") == dict.fromkeys(env.NODE_PACKAGES, "unknown")
+    assert "socket.io" in env.versions()
+    assert env.pinning(0, 1) == "servers pinned to core 0, load generators to core 1 (taskset)"
+    assert env.pinning(None, None).startswith("no core pinning")
+
+
+def test_namespace_addresses_stay_in_the_benchmark_range() -> None:
+    host, inside = netns.plan(4)
+    assert (host, inside) == ("198.19.242.1", ("198.19.242.2", "198.19.242.3", "198.19.242.4", "198.19.242.5"))
+    with pytest.raises(ValueError, match=re.escape("10.0.0.0/24 is outside the benchmark range 198.18.0.0/15")):
+        netns.plan(2, ipaddress.ip_network("10.0.0.0/24"))
+    with pytest.raises(ValueError, match="has room for 1 namespace addresses, not 2"):
+        netns.plan(2, ipaddress.ip_network("198.18.0.0/30"))
+
+
+def test_latency_coturn_denies_the_benchmark_range_except_its_own_subnet() -> None:
+    ranges = latency.denied_except(netns.SUBNET)
+    assert "198.18.0.0-198.19.255.255" not in ranges
+    assert "198.18.0.0-198.18.255.255" in ranges and "198.19.243.0-198.19.243.255" in ranges
+    assert "198.19.240.0-198.19.241.255" in ranges
+    assert not any(r.startswith("198.19.242.") for r in ranges)  # the hole
+    assert "127.0.0.0-127.255.255.255" in ranges and "10.0.0.0-10.255.255.255" in ranges

@@ -28,23 +28,31 @@ def _row(doc: str, name: str) -> list[str]:
 
 def test_quick_run_writes_every_section(tmp_path: Path) -> None:
     doc_path = tmp_path / "benchmarks.md"
-    argv = [sys.executable, "-m", "bench", "--only", "relay", "capacity", "creds", "call"]
+    argv = [sys.executable, "-m", "bench", "--only", "relay", "capacity", "creds", "call", "browser"]
     argv += ["--quick", "--rounds", "1", "--doc", str(doc_path)]
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     doc = doc_path.read_text()
-    for key in ("relay", "capacity", "creds", "call"):
+    for key in ("relay", "capacity", "creds", "call", "browser"):
         assert doc.count(f"<!-- bench:{key}:start -->") == 1
     assert "Not measured" not in doc
-    assert "_Run: `python -m bench --only relay capacity creds call --quick --rounds 1 --doc " in doc
+    assert "_Run: `python -m bench --only relay capacity creds call browser --quick --rounds 1 --doc " in doc
+    assert "socket.io 4.8.1, socket.io-client 4.8.1, ws 8.18.3" in doc  # the pins of bench/package-lock.json
     assert "--quick smoke run" in doc
     relay, capacity = _section(doc, "relay"), _section(doc, "capacity")
     for server in ("Socket.IO reference", "bare ws ceiling", "turnkit (memory)", "turnkit (Redis, 2 processes)"):
-        msgs = _row(relay, server)[1]
+        msgs, cpu = _row(relay, server)[1:3]
         assert re.fullmatch(r"[\d,]+", msgs) and msgs != "0", f"{server} relayed nothing: {msgs}"
+        assert re.fullmatch(r"[\d.,]+", cpu) and float(cpu.replace(",", "")) > 0, f"{server}: no server µs/msg: {cpu}"
     for server in ("Socket.IO reference", "bare ws ceiling", "turnkit (memory)"):
         assert re.fullmatch(r"-?[\d.,]+", _row(capacity, server)[1]), capacity  # every server held its connections
     assert re.search(r"\| GET /api/ice-servers \(JWT\) \| [\d,]+ \|", doc)
     assert "2/2 calls relay↔relay" in doc
+    browser = _section(doc, "browser")
+    for interval in (
+        "demo pages: second join-room → both connected",
+        "floor: two connections in one page, no signaling",
+    ):
+        assert _row(browser, interval)[4] == "2/2", browser  # every call and every floor run relayed
     for mark in re.findall(r"\| (✓|✗|–) \| issue", doc):
         assert mark in "✓✗"  # every target got a figure

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tests import daemons
+from turnkit import clock, keyring, render
 from turnkit import config as config_mod
-from turnkit import credentials, keyring, render
-from turnkit.probe.result import Credential, Endpoint, Transport
+from turnkit.probe import checks
+from turnkit.probe.checks import CredentialSource
+from turnkit.probe.result import Endpoint, Transport
 
 LOOPBACK_RANGES = ("127.0.0.0-127.255.255.255", "::1")
 
@@ -53,14 +54,9 @@ class Project:
         return path
 
 
-def minted(secret: str) -> Any:
-    """A credential source minting per check from `secret`."""
-
-    def source(ep: Endpoint, check: str) -> Credential:
-        c = credentials.issue(f"probe-{check}-{ep.transport.value}", secret, int(time.time()), 600)
-        return Credential(c.username, c.password, secret)
-
-    return source
+def minted(secret: str) -> CredentialSource:
+    """The probe's own minter: a fresh credential per check from `secret`."""
+    return checks.minting(secret, clock.now)
 
 
 def endpoints(server: daemons.Coturn, loopback_allowed: bool = True) -> list[Endpoint]:

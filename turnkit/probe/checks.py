@@ -57,12 +57,16 @@ CredentialSource = Callable[[Endpoint, str], Credential | None]
 CREDENTIAL_TTL = 600
 
 
-def minting(secret: str, now: Callable[[], int]) -> CredentialSource:
-    """Mint a fresh TURN REST credential per check and transport from the primary secret."""
+def probe_user(endpoint: Endpoint, check: str) -> str:
+    """The TURN REST user id a probe check runs as (coturn logs and quotas see it)."""
+    return f"turnkit-probe-{check}-{endpoint.transport.value}"
+
+
+def minting(secret: str, now: Callable[[], int], user: Callable[[Endpoint, str], str] = probe_user) -> CredentialSource:
+    """Mint a fresh TURN REST credential per check and transport from the primary secret, as `user(endpoint, check)`."""
 
     def source(endpoint: Endpoint, check: str) -> Credential:
-        user = f"turnkit-probe-{check}-{endpoint.transport.value}"
-        cred = credentials.issue(user, secret, now(), CREDENTIAL_TTL)
+        cred = credentials.issue(user(endpoint, check), secret, now(), CREDENTIAL_TTL)
         return Credential(cred.username, cred.password, secret)
 
     return source
