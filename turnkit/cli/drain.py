@@ -57,7 +57,7 @@ def drain_command(
     else:
         output.result(f"{report.node}: {report.live} allocation(s) still live after the {timeout:g} s timeout")
     if not report.drained:
-        raise typer.Exit(int(ExitCode.CHECK_FAILED))
+        output.abort("", ExitCode.CHECK_FAILED)  # the line above says what is still live
 
 
 def undrain_command(region: str = REGION_OPTION, node: str = NODE_OPTION, config: Path = CONFIG_OPTION) -> None:
