@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 from signaling.keysource import KeySource
 from turnkit import credentials, health, nodes
@@ -24,6 +25,10 @@ log = logging.getLogger(__name__)
 
 #: How long a region's node list (which may come from a provisioning state file) is reused.
 NODES_TTL = 10.0
+#: Seconds between looks at the health file.
+HEALTH_RECHECK = 1.0
+#: The health of a source that has none (one object, so the URL lists built for it stay valid).
+NO_HEALTH: Mapping[str, NodeHealth] = MappingProxyType({})
 
 
 class UnknownRegion(Exception):
@@ -45,25 +50,32 @@ class NoHealth:
     """Null health source: every node counts as healthy."""
 
     def current(self) -> Mapping[str, NodeHealth]:
-        return {}
+        return NO_HEALTH
 
 
 class FileHealth:
-    """The health file `turnkit probe` writes, re-read when its mtime changes."""
+    """The health file `turnkit probe` writes: looked at (a stat) at most once per `HEALTH_RECHECK` seconds,
+    re-read when its mtime changes."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Callable[[], float] = time.monotonic) -> None:
         self.path = path
+        self.clock = clock
         self._stamp: int | None = None
-        self._health: dict[str, NodeHealth] = {}
+        self._checked: float | None = None
+        self._health: Mapping[str, NodeHealth] = NO_HEALTH
 
     def current(self) -> Mapping[str, NodeHealth]:
+        now = self.clock()
+        if self._checked is not None and now - self._checked < HEALTH_RECHECK:
+            return self._health
+        self._checked = now
         try:
             stamp: int | None = os.stat(self.path).st_mtime_ns
         except OSError:
             stamp = None
         if stamp != self._stamp:
             self._stamp = stamp
-            self._health = health.read_file(self.path) if stamp is not None else {}
+            self._health = health.read_file(self.path) if stamp is not None else NO_HEALTH
         return self._health
 
 
@@ -78,6 +90,27 @@ class SharedHealth:
 
 
 HealthSource = NoHealth | FileHealth | SharedHealth
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A region's nodes and URLs as served now, built from one node list and one health mapping.
+
+    The lists are shared by every IceSet issued from this offer: read them, never change them.
+    """
+
+    every: list[Node] = field(repr=False)
+    health: Mapping[str, NodeHealth] = field(repr=False)
+    nodes: list[Node]
+    stun: list[str]
+    turn: list[str]
+
+    @property
+    def stun_server(self) -> dict[str, object]:
+        return {"urls": self.stun}
+
+
+EMPTY_OFFER = Offer([], NO_HEALTH, [], [], [])
 
 
 class IceProvider:
@@ -97,6 +130,7 @@ class IceProvider:
         self.clock = clock
         self.on_issue = on_issue
         self._nodes: dict[str, tuple[float, list[Node]]] = {}
+        self._offers: dict[str, Offer] = {}
 
     def region_for(self, requested: str | None, claim: str | None) -> str | None:
         """The region a client is served from; UnknownRegion for a bad explicit choice."""
@@ -126,24 +160,33 @@ class IceProvider:
     def healthy_nodes(self, region: str | None) -> list[Node]:
         """The region's nodes minus those the latest probe marked failing and those draining (if none
         is left: every node not draining, else all of them)."""
-        if region is None:
-            return []
+        return [] if region is None else self._offer(region).nodes
+
+    def _offer(self, region: str) -> Offer:
+        """The region's URL lists, rebuilt only when its node list or the health mapping is a new one."""
         every = self._region_nodes(region)
         current = self.health.current()
-        ok = health.healthy(every, current)
-        if every and not ok:
+        offer = self._offers.get(region)
+        if offer is not None and offer.every is every and offer.health is current:
+            return offer
+        picked = health.healthy(every, current)
+        if every and not picked:
             log.warning("every node of region %s is marked unhealthy or draining; offering them anyway", region)
-            return health.serving(every, current) or every
-        return ok
+            picked = health.serving(every, current) or every
+        stun, turn = nodes.stun_urls(self.cfg, picked), nodes.turn_urls(self.cfg, picked)
+        offer = self._offers[region] = Offer(every, current, picked, stun, turn)
+        return offer
 
     def issue(self, user: str, region: str | None) -> IceSet:
         """A fresh credential for `user` and the ICE servers of `region`."""
         ttl = self.cfg.project.ttl
         cred = credentials.issue(user, self.keys.current().primary.value, int(self.clock()), ttl)
         self.on_issue()
-        picked = self.healthy_nodes(region)
-        stun, turn = nodes.stun_urls(self.cfg, picked), nodes.turn_urls(self.cfg, picked)
-        return IceSet(credentials.ice_servers(cred, stun, turn), ttl, cred.expires_at, cred, turn)
+        offer = EMPTY_OFFER if region is None else self._offer(region)
+        servers: list[dict[str, object]] = [offer.stun_server] if offer.stun else []
+        if offer.turn:
+            servers.append({"urls": offer.turn, "username": cred.username, "credential": cred.password})
+        return IceSet(servers, ttl, cred.expires_at, cred, offer.turn)
 
     def turn_rest(self, user: str, region: str | None) -> dict[str, object]:
         """The draft-uberti-behave-turn-rest-00 §2.2 response body."""
