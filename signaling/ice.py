@@ -6,6 +6,7 @@ else the first configured region. Credentials follow draft-uberti-behave-turn-re
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -36,6 +37,36 @@ class UnknownRegion(Exception):
 
 
 @dataclass(frozen=True)
+class Offer:
+    """A region's nodes and URLs as served now, built from one node list and one health mapping.
+
+    The lists are shared by every IceSet issued from this offer: read them, never change them.
+    """
+
+    every: list[Node] = field(repr=False)
+    health: Mapping[str, NodeHealth] = field(repr=False)
+    nodes: list[Node]
+    stun: list[str]
+    turn: list[str]
+
+    #: `{"iceServers":[…,{"urls":[…],"username":` — the `/api/ice-servers` body up to the credential.
+    head: bytes = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        stun = b'{"urls":%s},' % json.dumps(self.stun).encode() if self.stun else b""
+        object.__setattr__(
+            self, "head", b'{"iceServers":[%s{"urls":%s,"username":' % (stun, json.dumps(self.turn).encode())
+        )
+
+    @property
+    def stun_server(self) -> dict[str, object]:
+        return {"urls": self.stun}
+
+
+EMPTY_OFFER = Offer([], NO_HEALTH, [], [], [])
+
+
+@dataclass(frozen=True)
 class IceSet:
     """RTCIceServer[] with the credential inside it, and when that credential expires."""
 
@@ -44,6 +75,23 @@ class IceSet:
     expires_at: int
     credential: credentials.TurnCredential
     turn_urls: list[str]
+    offer: Offer = field(default=EMPTY_OFFER, repr=False)
+
+    def document(self) -> bytes:
+        """The `/api/ice-servers` JSON body; the URL lists were encoded once per offer, only the credential is new."""
+        if not self.offer.turn:
+            return json.dumps({"iceServers": self.servers, "ttl": self.ttl, "expiresAt": self.expires_at}).encode()
+        cred = self.credential
+        tail = b'}],"ttl":%d,"expiresAt":%d}\n' % (self.ttl, self.expires_at)
+        return b"".join(
+            (
+                self.offer.head,
+                json.dumps(cred.username).encode(),
+                b',"credential":',
+                json.dumps(cred.password).encode(),
+                tail,
+            )
+        )
 
 
 class NoHealth:
@@ -90,27 +138,6 @@ class SharedHealth:
 
 
 HealthSource = NoHealth | FileHealth | SharedHealth
-
-
-@dataclass(frozen=True)
-class Offer:
-    """A region's nodes and URLs as served now, built from one node list and one health mapping.
-
-    The lists are shared by every IceSet issued from this offer: read them, never change them.
-    """
-
-    every: list[Node] = field(repr=False)
-    health: Mapping[str, NodeHealth] = field(repr=False)
-    nodes: list[Node]
-    stun: list[str]
-    turn: list[str]
-
-    @property
-    def stun_server(self) -> dict[str, object]:
-        return {"urls": self.stun}
-
-
-EMPTY_OFFER = Offer([], NO_HEALTH, [], [], [])
 
 
 class IceProvider:
@@ -186,7 +213,7 @@ class IceProvider:
         servers: list[dict[str, object]] = [offer.stun_server] if offer.stun else []
         if offer.turn:
             servers.append({"urls": offer.turn, "username": cred.username, "credential": cred.password})
-        return IceSet(servers, ttl, cred.expires_at, cred, offer.turn)
+        return IceSet(servers, ttl, cred.expires_at, cred, offer.turn, offer)
 
     def turn_rest(self, user: str, region: str | None) -> dict[str, object]:
         """The draft-uberti-behave-turn-rest-00 §2.2 response body."""

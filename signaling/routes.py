@@ -135,8 +135,7 @@ class Routes:
         if isinstance(outcome, Response):
             return outcome
         ident, region = outcome
-        ice = self.core.ice.issue(ident.user, region)
-        return json_response(200, {"iceServers": ice.servers, "ttl": ice.ttl, "expiresAt": ice.expires_at})
+        return response(200, self.core.ice.issue(ident.user, region).document(), "application/json")
 
     async def _api_turn(self, request: Request, query: Query) -> Response:
         """draft-uberti-behave-turn-rest-00 §2.1/§2.2; the user id is the token's `sub`."""
