@@ -134,14 +134,16 @@ class Verifier:
                 return key
         raise AuthError("no key for this token")
 
-    def verify(self, token: str) -> Identity:
-        """The token's identity, or AuthError with a reason safe to show; cached until the token expires."""
+    def verify(self, token: str, remember: bool = True) -> Identity:
+        """The token's identity, or AuthError with a reason safe to show; cached until the token expires
+        (`remember=False`: use the cache but add nothing, for a token that is shown once per connection)."""
         cached = self.cache.get(token, self.clock())
         if cached is not None:
             return cached
         identity, exp = self._verify(token)
-        # PyJWT refuses once `exp <= now - leeway` (its `_validate_exp`): the same instant here.
-        self.cache.put(token, identity, exp + self.leeway)
+        if remember:
+            # PyJWT refuses once `exp <= now - leeway` (its `_validate_exp`): the same instant here.
+            self.cache.put(token, identity, exp + self.leeway)
         return identity
 
     def _verify(self, token: str) -> tuple[Identity, int]:

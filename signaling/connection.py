@@ -4,7 +4,7 @@ This is the one module that touches websockets internals, which is why pyproject
 `websockets>=17,<18`: `process_event` (frames arrive here before websockets queues them),
 `recv_messages` (replaced by a null queue once frames bypass it), `protocol.send_ping` and `send_data`
 (synchronous writes), `protocol.state`, `transport` (text frames are framed here and written directly)
-and `paused`/`resume_writing` (asyncio flow control). A new major version must be checked against these
+and `paused`/`resume_writing`/`drain_waiters` (asyncio flow control). A new major version must be checked against these
 before the pin moves.
 
 Frames are handed from the parser straight to the hub (no per-message task); sends are synchronous
@@ -54,8 +54,14 @@ class Connection(ServerConnection):
     `hub` and `send_queue` (the documented "wrapper" form of that hook).
     """
 
+    # Slots, not instance-dict entries: websockets' own attributes nearly fill the instance dict's shared
+    # keys (30 in CPython 3.11); seven more would give every connection its own ~1.5 KB dict.
+    __slots__ = ("backlog", "closer", "fragments", "hub", "identity", "peer", "send_queue")
+
     def __init__(self, protocol: ServerProtocol, server: Server, *, hub: Hub, send_queue: int, **kw: Any) -> None:
         super().__init__(protocol, server, **kw)
+        # websockets only appends, removes and iterates here: an empty list is 56 bytes, a deque ~600.
+        self.drain_waiters = []  # type: ignore[assignment]
         self.hub = hub
         self.send_queue = send_queue
         self.peer: Peer | None = None

@@ -203,3 +203,13 @@ def test_prebuilt_body_is_the_json_of_the_ice_set(tmp_path: Path, user: str, nod
     assert len(doc["iceServers"][1]["urls"]) == 3 * nodes
     none = ice.issue(user, None)
     assert json.loads(none.document()) == {"iceServers": [], "ttl": none.ttl, "expiresAt": none.expires_at}
+
+
+def test_remember_false_uses_the_cache_but_adds_nothing() -> None:
+    """WebSocket upgrades show a token once: verified in full, not kept; a token kept by the API is reused."""
+    v = verifier()
+    once, kept = make_token("gina"), make_token("hugo")
+    assert v.verify(once, remember=False) == Identity("gina") and len(v.cache) == 0
+    assert v.verify(kept) == Identity("hugo") and len(v.cache) == 1
+    assert v.verify(kept, remember=False) == Identity("hugo") and len(v.cache) == 1
+    assert decision(v, make_token("gina", ttl=-120)) == "refused: token expired"
