@@ -2,14 +2,20 @@
 
 HS256 uses a shared secret from the environment; RS256/ES256 use a PEM public key or a JWKS file
 (RFC 7517). `exp` and `sub` are required; `nbf`, `aud` and `iss` are checked when configured, with leeway.
+
+A verified token is remembered until the instant PyJWT would call it expired (`exp` + leeway), so a
+client's repeated requests skip the signature check. The cache belongs to one `Verifier`: keys are
+never swapped under it, a verifier with other keys (a revoked key, a changed JWKS) starts empty.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 import warnings
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +36,10 @@ except ImportError:  # PyJWT < 2.10 has no key-length warning
 log = logging.getLogger(__name__)
 
 MIN_HMAC_KEY = 32
+#: Verified tokens remembered per verifier (least recently used dropped first).
+CACHE_ENTRIES = 4096
+#: Longer tokens are verified every time: the cache holds at most ~8 MiB of token text.
+CACHE_TOKEN_MAX = 2048
 
 #: The key type each asymmetric algorithm needs (RFC 7518 §3.3, §3.4).
 KEY_TYPES: dict[str, type] = {"RS256": rsa.RSAPublicKey, "ES256": ec.EllipticCurvePublicKey}
@@ -57,6 +67,39 @@ class Identity:
     region: str | None = None
 
 
+class TokenCache:
+    """Tokens that passed verification → (identity, the time from which PyJWT refuses them), LRU-bounded.
+
+    Only successes are kept: a refused token is checked again in full each time.
+    """
+
+    def __init__(self, size: int = CACHE_ENTRIES) -> None:
+        self.size = size
+        self._entries: OrderedDict[str, tuple[Identity, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, token: str, now: float) -> Identity | None:
+        """The cached identity, None on a miss; AuthError (and the entry dropped) once it has expired."""
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        if now >= entry[1]:
+            del self._entries[token]
+            raise AuthError("token expired")
+        self._entries.move_to_end(token)
+        return entry[0]
+
+    def put(self, token: str, identity: Identity, refuse_at: float) -> None:
+        if len(token) > CACHE_TOKEN_MAX:
+            return
+        self._entries[token] = (identity, refuse_at)
+        self._entries.move_to_end(token)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+
 @dataclass(frozen=True)
 class Verifier:
     """Checks tokens against the configured algorithms and keys."""
@@ -68,6 +111,9 @@ class Verifier:
     audience: str | None = None
     issuer: str | None = None
     leeway: int = 30
+    #: Wall clock for cached tokens; PyJWT checks fresh ones against `time.time()` too.
+    clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
+    cache: TokenCache = field(init=False, default_factory=TokenCache, repr=False, compare=False)
 
     def _key(self, header: Mapping[str, Any]) -> Any:
         alg = header.get("alg")
@@ -88,7 +134,20 @@ class Verifier:
                 return key
         raise AuthError("no key for this token")
 
-    def verify(self, token: str) -> Identity:
+    def verify(self, token: str, remember: bool = True) -> Identity:
+        """The token's identity, or AuthError with a reason safe to show; cached until the token expires
+        (`remember=False`: use the cache but add nothing, for a token that is shown once per connection)."""
+        cached = self.cache.get(token, self.clock())
+        if cached is not None:
+            return cached
+        identity, exp = self._verify(token)
+        if remember:
+            # PyJWT refuses once `exp <= now - leeway` (its `_validate_exp`): the same instant here.
+            self.cache.put(token, identity, exp + self.leeway)
+        return identity
+
+    def _verify(self, token: str) -> tuple[Identity, int]:
+        """Full check: header, key, signature, claims; the identity and the token's `exp`."""
         try:
             header = jwt.get_unverified_header(token)
             key = self._key(header)
@@ -113,7 +172,7 @@ class Verifier:
         except InputError:
             raise AuthError("token `sub` is not a usable user id") from None
         region = claims.get("region")
-        return Identity(user, region if isinstance(region, str) else None)
+        return Identity(user, region if isinstance(region, str) else None), int(claims["exp"])
 
 
 def bearer(authorization: list[str], query: Mapping[str, list[str]]) -> str:

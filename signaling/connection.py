@@ -2,9 +2,10 @@
 
 This is the one module that touches websockets internals, which is why pyproject pins
 `websockets>=17,<18`: `process_event` (frames arrive here before websockets queues them),
-`recv_messages` (replaced by a null queue once frames bypass it), `protocol.send_text`/`send_ping` and
-`send_data` (synchronous writes) and `paused`/`resume_writing` (asyncio flow control). A new major
-version must be checked against these before the pin moves.
+`recv_messages` (replaced by a null queue once frames bypass it), `protocol.send_ping` and `send_data`
+(synchronous writes), `protocol.state`, `transport` (text frames are framed here and written directly)
+and `paused`/`resume_writing`/`drain_waiters` (asyncio flow control). A new major version must be checked against these
+before the pin moves.
 
 Frames are handed from the parser straight to the hub (no per-message task); sends are synchronous
 writes with a bounded per-connection backlog, so a slow reader is dropped, never buffered without bound.
@@ -41,6 +42,10 @@ class _NoMessages:
 
 NO_MESSAGES = _NoMessages()
 
+#: FIN + text opcode, then the 16- or 64-bit extended payload length marker (RFC 6455 §5.2).
+TEXT_16 = b"\x81\x7e"
+TEXT_64 = b"\x81\x7f"
+
 
 class Connection(ServerConnection):
     """A WebSocket connection that is also the hub's `Link` for its peer.
@@ -49,8 +54,14 @@ class Connection(ServerConnection):
     `hub` and `send_queue` (the documented "wrapper" form of that hook).
     """
 
+    # Slots, not instance-dict entries: websockets' own attributes nearly fill the instance dict's shared
+    # keys (30 in CPython 3.11); seven more would give every connection its own ~1.5 KB dict.
+    __slots__ = ("backlog", "closer", "fragments", "hub", "identity", "peer", "send_queue")
+
     def __init__(self, protocol: ServerProtocol, server: Server, *, hub: Hub, send_queue: int, **kw: Any) -> None:
         super().__init__(protocol, server, **kw)
+        # websockets only appends, removes and iterates here: an empty list is 56 bytes, a deque ~600.
+        self.drain_waiters = []  # type: ignore[assignment]
         self.hub = hub
         self.send_queue = send_queue
         self.peer: Peer | None = None
@@ -116,9 +127,23 @@ class Connection(ServerConnection):
         self._write(frame)
 
     def _write(self, frame: str) -> None:
+        """One unfragmented, unmasked text frame (RFC 6455 §5.2) straight to the transport.
+
+        What `protocol.send_text` + `send_data` would write (no extensions are negotiated:
+        `compression=None`), without building a `Frame`. Only called while the state is OPEN, so no
+        close frame has been queued before it; frames websockets queued itself (pongs) are whole
+        frames too, so the order between them does not matter.
+        """
+        data = frame.encode()
+        size = len(data)
+        if size < 126:
+            header = bytes((0x81, size))
+        elif size < 65536:
+            header = TEXT_16 + size.to_bytes(2, "big")
+        else:
+            header = TEXT_64 + size.to_bytes(8, "big")
         try:
-            self.protocol.send_text(frame.encode())
-            self.send_data()
+            self.transport.write(header + data)
         except Exception as exc:
             log.debug("write failed: %s", exc)
 

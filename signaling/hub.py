@@ -218,7 +218,7 @@ class Hub:
 
     def _ice_servers(self, peer: Peer, kind: str, msg: dict[str, Any]) -> None:
         ice = self.ice.issue(peer.user, peer.region)
-        peer.link.push(protocol.ice_servers(ice.servers, ice.expires_at))
+        peer.link.push(protocol.ice_servers(ice.servers, ice.expires_at, ice.turn))
         if peer.room is not None:
             self._schedule(peer, ice)
 
@@ -246,7 +246,7 @@ class Hub:
         except Exception as exc:
             warn.warning("ice-push", "ICE push for peer %s failed: %s", peer.id, exc)
             return
-        peer.link.push(protocol.ice_servers(ice.servers, ice.expires_at))
+        peer.link.push(protocol.ice_servers(ice.servers, ice.expires_at, ice.turn))
         self._schedule(peer, ice)
 
     # Backend events

@@ -4,12 +4,17 @@
 uses the new primary, without a restart. If the file later becomes unreadable or malformed, the last
 good keyring keeps issuing, `error` says why (for the log) and `ready()` gives a generic reason (for the
 unauthenticated `/readyz`, which must not reveal paths).
+
+The file is looked at (one stat) at most once per `RECHECK` seconds, not per credential: a rotation
+takes effect within a second. `ready()` always looks.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from turnkit import keyring
@@ -20,6 +25,8 @@ log = logging.getLogger(__name__)
 #: What `/readyz` may say about the keyring.
 MISSING = "no secret keyring"
 UNUSABLE = "secret keyring unusable"
+#: Seconds between looks at the keyring file.
+RECHECK = 1.0
 
 
 def load(path: Path) -> keyring.Keyring:
@@ -39,12 +46,14 @@ def load(path: Path) -> keyring.Keyring:
 class KeySource:
     """Loads the keyring at startup (raising SecretStoreError) and reloads it on mtime change."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Callable[[], float] = time.monotonic) -> None:
         self.path = path
+        self.clock = clock
         self.error: str | None = None
         self.reason: str | None = None
         self._stamp = self._stat()
         self._ring = load(path)  # fail at startup, not at the first join
+        self._checked = clock()
 
     def _stat(self) -> tuple[int, int, int] | None:
         try:
@@ -54,7 +63,14 @@ class KeySource:
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def current(self) -> keyring.Keyring:
-        """The keyring as of now (a stat per call; a read only when the file changed)."""
+        """The keyring as of at most `RECHECK` seconds ago (a read only when the file changed)."""
+        now = self.clock()
+        if now - self._checked < RECHECK:
+            return self._ring
+        return self._reload(now)
+
+    def _reload(self, now: float) -> keyring.Keyring:
+        self._checked = now
         stamp = self._stat()
         if stamp != self._stamp:
             self._stamp = stamp
@@ -70,5 +86,5 @@ class KeySource:
 
     def ready(self) -> str | None:
         """None when the keyring is loadable now, else a generic reason (no path, no detail)."""
-        self.current()
+        self._reload(self.clock())
         return self.reason

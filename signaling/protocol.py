@@ -3,58 +3,34 @@
 Validation is plain dict checks (this runs for every relayed message); every failure maps to one
 error code from `ERRORS`. Frames are JSON objects in WebSocket text frames (RFC 6455 §5.6).
 
-Only what RFC 8259 calls JSON is accepted, so only valid JSON is ever relayed: text must be strict UTF-8,
-`NaN`/`Infinity` and numbers that overflow a double (`1e999`) are refused, and so are `\\uD800`-style
-escapes that leave a lone surrogate (RFC 8259 §8.2: not encodable as UTF-8).
+Only what RFC 8259 calls JSON is accepted, so only valid JSON is ever relayed: msgspec's decoder (C) takes
+strict UTF-8 only and refuses `NaN`/`Infinity`, numbers that overflow a double (`1e999`) and `\\uD800`-style
+escapes that leave a lone surrogate (RFC 8259 §8.2). A relayed frame is the server's own prefix with the
+validated payload re-encoded by msgspec (compact, UTF-8 kept): about as long as the frame received.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
-#: Compact, UTF-8 preserving encoder: a relayed frame is about as long as the one received.
-encode: Callable[[Any], str] = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+import msgspec
+
+_encoder = msgspec.json.Encoder()
+_encode_bytes: Callable[[Any], bytes] = _encoder.encode
+_decode: Callable[[bytes | str], Any] = msgspec.json.Decoder().decode
+
+
+def encode(obj: Any) -> str:
+    """Compact, UTF-8 preserving JSON text."""
+    return _encode_bytes(obj).decode()
+
 
 ROOM_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_PEER_ID = 64
 SDP_TYPES = frozenset({"offer", "answer", "pranswer", "rollback"})
-#: A `\\u` escape of a UTF-16 surrogate; only then can a parsed string hold a lone one.
-SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
-
-
-class _NotJson(ValueError):
-    """A JSON extension Python accepts and RFC 8259 does not."""
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise _NotJson("number out of range")
-    return value
-
-
-def _no_constant(name: str) -> float:
-    raise _NotJson(f"{name} is not JSON")
-
-
-#: Python's decoder (C scanner) minus NaN, Infinity and overflowing numbers.
-_decode: Callable[[str], Any] = json.JSONDecoder(parse_float=_finite, parse_constant=_no_constant).decode
-
-
-def _has_lone_surrogate(text: str, msg: object) -> bool:
-    """True when a `\\uD8xx`-style escape in `text` decoded to an unpaired surrogate in `msg`."""
-    if SURROGATE_ESCAPE.search(text) is None:
-        return False
-    try:
-        encode(msg).encode()
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 class Code(StrEnum):
@@ -165,16 +141,11 @@ def parse(data: str | bytes, binary: bool = False) -> tuple[str, dict[str, Any]]
     if binary:
         raise FrameError(Code.BAD_JSON, "binary frames are not accepted; send JSON text frames")
     try:
-        text = data.decode() if isinstance(data, bytes) else data  # strict UTF-8: no encoded surrogates
-        if type(data) is str and not data.isascii():
-            data.encode()  # a str caller may hand us surrogates directly
-        msg = _decode(text)
-    except _NotJson as exc:
-        raise FrameError(Code.BAD_JSON, f"frame is not valid JSON: {exc}") from None
-    except (ValueError, TypeError, RecursionError):
+        msg = _decode(data if isinstance(data, bytes) else data.encode())  # str.encode: no surrogates either
+    except msgspec.ValidationError:  # the one number case: a float beyond a double's range
+        raise FrameError(Code.BAD_JSON, "frame is not valid JSON: number out of range") from None
+    except (msgspec.DecodeError, UnicodeError, RecursionError):
         raise FrameError(Code.BAD_JSON, "frame is not valid JSON") from None
-    if "\\u" in text and _has_lone_surrogate(text, msg):
-        raise FrameError(Code.BAD_JSON, "frame is not valid JSON: lone surrogate in a string")
     if type(msg) is not dict:
         raise FrameError(Code.BAD_JSON, "frame must be a JSON object")
     kind = msg.get("type")
@@ -204,14 +175,30 @@ def user_left(peer: str) -> str:
     return encode({"type": "user-left", "id": peer})
 
 
+#: Per relayed type, the frame's fixed parts: `{"type":"offer","from":` and `,"sdp":`.
+RELAY_PARTS: dict[str, tuple[bytes, bytes]] = {
+    kind: (b'{"type":%s,"from":' % _encode_bytes(kind), b",%s:" % _encode_bytes(field))
+    for kind, field in RELAY_FIELDS.items()
+}
+
+
 def relay(kind: str, sender: str, msg: dict[str, Any]) -> str:
-    """The relayed frame: server-stamped `from`, the payload field, nothing else of the sender's."""
-    field = RELAY_FIELDS[kind]
-    return encode({"type": kind, "from": sender, field: msg.get(field)})
+    """The relayed frame: server-stamped `from`, the payload field, nothing else of the sender's.
+
+    Same document as `encode({"type": kind, "from": sender, field: msg.get(field)})`, spliced from
+    fixed parts so only the sender id and the (already validated) payload are encoded.
+    """
+    head, sep = RELAY_PARTS[kind]
+    payload = _encode_bytes(msg.get(RELAY_FIELDS[kind]))
+    return b"".join((head, _encode_bytes(sender), sep, payload, b"}")).decode()
 
 
-def ice_servers(ice: list[dict[str, object]], expires_at: int) -> str:
-    return encode({"type": "ice-servers", "iceServers": ice, "expiresAt": expires_at})
+def ice_servers(ice: list[dict[str, object]], expires_at: int, turn: str = "ok") -> str:
+    """The `ice-servers` reply; `turn` other than "ok" says why it carries no TURN servers (quotas)."""
+    frame: dict[str, object] = {"type": "ice-servers", "iceServers": ice, "expiresAt": expires_at}
+    if turn != "ok":
+        frame["turn"] = turn
+    return encode(frame)
 
 
 def error(code: Code, message: str | None = None, ref: str | None = None) -> str:

@@ -96,11 +96,15 @@ class Routes:
         if sent and (len(sent) > 1 or origins.normalise(sent[0]) not in self.origins):
             self.stats.refused["origin"] += 1
             return json_response(403, {"error": "origin not allowed"})
-        return self._authenticate(request, query)
+        # A WebSocket shows its token once; caching it would only hold memory for the connection's lifetime.
+        return self._authenticate(request, query, remember=False)
 
-    def _authenticate(self, request: Request, query: Query) -> tuple[Identity, str | None] | Response:
+    def _authenticate(
+        self, request: Request, query: Query, remember: bool = True
+    ) -> tuple[Identity, str | None] | Response:
         try:
-            ident = self.core.verifier.verify(auth.bearer(request.headers.get_all("Authorization"), query))
+            token = auth.bearer(request.headers.get_all("Authorization"), query)
+            ident = self.core.verifier.verify(token, remember)
         except AuthError as exc:
             self.stats.refused["auth"] += 1
             return json_response(401, {"error": str(exc)}, {"WWW-Authenticate": 'Bearer realm="turnkit"'})
@@ -135,8 +139,7 @@ class Routes:
         if isinstance(outcome, Response):
             return outcome
         ident, region = outcome
-        ice = self.core.ice.issue(ident.user, region)
-        return json_response(200, {"iceServers": ice.servers, "ttl": ice.ttl, "expiresAt": ice.expires_at})
+        return response(200, self.core.ice.issue(ident.user, region).document(), "application/json")
 
     async def _api_turn(self, request: Request, query: Query) -> Response:
         """draft-uberti-behave-turn-rest-00 §2.1/§2.2; the user id is the token's `sub`."""

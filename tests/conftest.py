@@ -48,6 +48,9 @@ DAEMON_MODULES = frozenset(
         "deploy/test_localstack.py",
         "deploy/test_rollout.py",
         "deploy/test_rotation.py",
+        "meter/test_meter_coturn.py",  # coturn + statsdb redis + TLS central redis + turnkit meter
+        "meter/test_quota.py",  # redis-server + signaling server
+        "meter/test_usage_cli.py",  # redis-server
         "ops/test_ansible_secrets.py",  # ansible-playbook
         "ops/test_drain.py",  # coturn + signaling
         "ops/test_rotation.py",  # a coturn fleet

@@ -62,11 +62,13 @@ async def test_user_over_quota_gets_stun_only_over_http_and_websocket(
                     auth = {"Authorization": f"Bearer {make_token(user)}"}
                     doc = (await http.get(f"{srv.http}/api/ice-servers", headers=auth)).json()
                     assert doc["iceServers"] and has_turn(doc["iceServers"]) is relays
+                    assert doc.get("turn") == (None if relays else "quota-exceeded")
             async with srv.client("alice") as a:
                 await a.send(type="ice-servers")
                 msg = await a.expect("ice-servers")
                 urls = [u for s in msg["iceServers"] for u in s["urls"]]
                 assert urls == ["stun:127.0.0.1:3478"]
+                assert msg["turn"] == "quota-exceeded"
             assert srv.server.ice.issue("alice", "local").turn == "quota-exceeded"
             assert srv.server.ice.issue("carol", "local").turn == "ok"
 

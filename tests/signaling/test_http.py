@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.signaling.conftest import JWT_SECRET, RedisProc, StartServer, make_token, write_config
+from tests.signaling.conftest import JWT_SECRET, RedisProc, StartServer, eventually, make_token, write_config
 from turnkit import credentials, health, keyring
 from turnkit.credentials import Verdict
 from turnkit.errors import ConfigError
@@ -158,10 +158,16 @@ async def test_secret_rotation_is_picked_up_without_restart(start_server: StartS
         assert credentials.verify(first["username"], first["password"], [old.primary.value], int(time.time())) == "ok"
         new = keyring.rotate(old, int(time.time()))
         keyring.save(secrets_file, new)
-        second = (await get(f"{srv.http}/api/turn", headers=auth)).json()
-        now = int(time.time())
-        assert credentials.verify(second["username"], second["password"], [new.primary.value], now) is Verdict.OK
-        assert credentials.verify(second["username"], second["password"], [old.primary.value], now) is Verdict.WRONG
+
+        async def issued_with_new_key() -> bool:  # the keyring file is looked at once a second
+            second = (await get(f"{srv.http}/api/turn", headers=auth)).json()
+            now = int(time.time())
+            if credentials.verify(second["username"], second["password"], [new.primary.value], now) is Verdict.OK:
+                return True
+            assert credentials.verify(second["username"], second["password"], [old.primary.value], now) is Verdict.OK
+            return False
+
+        await eventually(issued_with_new_key)
         assert (await get(f"{srv.http}/readyz")).status_code == 200
         secrets_file.unlink()
         r = await get(f"{srv.http}/readyz")
@@ -189,12 +195,16 @@ async def test_unhealthy_node_is_left_out(start_server: StartServer, tmp_path: P
             doc = (await get(f"{srv.http}/api/ice-servers", params=params, headers=auth)).json()
             return [u for s in doc["iceServers"] for u in s["urls"]]
 
-        assert {u.split(":")[1] for u in await urls()} == {"turn-a.example.test", "turn-b.example.test"}
+        async def hosts_are(want: set[str], **params: str) -> bool:  # the health file is looked at once a second
+            return {u.split(":")[1] for u in await urls(**params)} == want
+
+        both = {"turn-a.example.test", "turn-b.example.test"}
+        assert await hosts_are(both)
         health.write_file(health_file, {"eu/turn-1": health.NodeHealth(False, int(time.time()), ("allocate",))})
-        assert {u.split(":")[1] for u in await urls()} == {"turn-b.example.test"}
-        assert {u.split(":")[1] for u in await urls(region="local")} == {"127.0.0.1"}
+        await eventually(lambda: hosts_are({"turn-b.example.test"}))
+        assert await hosts_are({"127.0.0.1"}, region="local")
         health.write_file(health_file, {"eu/turn-1": health.NodeHealth(True, int(time.time()))})
-        assert {u.split(":")[1] for u in await urls()} == {"turn-a.example.test", "turn-b.example.test"}
+        await eventually(lambda: hosts_are(both))
 
 
 async def test_health_readiness_and_redis_outage(start_server: StartServer, redis_server: RedisProc) -> None:
