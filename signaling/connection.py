@@ -55,6 +55,7 @@ class Connection(ServerConnection):
         self.send_queue = send_queue
         self.peer: Peer | None = None
         self.identity: tuple[Identity, str | None] | None = None  # set by the upgrade gate
+        self.resume: str | None = None  # `?resume=` of the upgrade request
         self.backlog: collections.deque[str] | None = None
         self.fragments: tuple[bool, list[BytesLike]] | None = None
         self.closer: asyncio.Task[None] | None = None
@@ -133,7 +134,7 @@ class Connection(ServerConnection):
     def _overflow(self) -> None:
         peer = self.peer
         if peer is not None and not peer.closing:
-            peer.closing = True
+            peer.closing = peer.evicted = True
             self.hub.stats.closed["slow-reader"] += 1
             log.warning("peer %s does not read fast enough (send queue full); disconnecting", peer.id)
         self.backlog = None
@@ -156,4 +157,7 @@ class Connection(ServerConnection):
         super().connection_lost(exc)
         self.backlog = None
         if self.peer is not None:
-            self.hub.disconnect(self.peer)
+            # Closed by the client with 1000 (RFC 6455 §7.4.1): it hung up; anything else may resume.
+            rcvd = self.protocol.close_rcvd
+            clean = rcvd is not None and rcvd.code == 1000 and bool(self.protocol.close_rcvd_then_sent)
+            self.hub.disconnect(self.peer, clean)
