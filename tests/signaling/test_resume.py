@@ -108,14 +108,14 @@ async def test_wrong_or_foreign_token_is_refused_and_a_fresh_join_works(
 
 
 async def test_expired_window_means_user_left_and_refusal(start_server: StartServer, backend: str | None) -> None:
-    async with start_server(backend, signaling={"resume_window": 1}) as srv:
-        async with srv.client("alice") as a, srv.client("bob") as b:
-            first, _ = await pair(srv, a, b)
-            abort(a)
-            left = await b.expect("user-left", timeout=20)  # the Redis sweep runs every heartbeat
-            assert left["id"] == first["you"]
-            async with resuming(srv, "alice", first["resume"]) as c:
-                assert (await c.expect("error"))["message"] == "unknown or expired resume token; join again"
+    sig = {"resume_window": 1}
+    async with start_server(backend, signaling=sig) as srv, srv.client("alice") as a, srv.client("bob") as b:
+        first, _ = await pair(srv, a, b)
+        abort(a)
+        left = await b.expect("user-left", timeout=20)  # the Redis sweep runs every heartbeat
+        assert left["id"] == first["you"]
+        async with resuming(srv, "alice", first["resume"]) as c:
+            assert (await c.expect("error"))["message"] == "unknown or expired resume token; join again"
 
 
 async def test_clean_close_leaves_at_once(start_server: StartServer, backend: str | None) -> None:
@@ -129,7 +129,7 @@ async def test_clean_close_leaves_at_once(start_server: StartServer, backend: st
 
 async def test_queue_is_bounded_and_drops_are_counted(start_server: StartServer, backend: str | None) -> None:
     async with start_server(backend, signaling=FAST) as srv, srv.client("alice") as a, srv.client("bob") as b:
-        first, second = await pair(srv, a, b)
+        first, _ = await pair(srv, a, b)
         abort(a)
         await asyncio.sleep(0.3)
         extra = 20
@@ -149,20 +149,20 @@ async def test_queue_is_bounded_and_drops_are_counted(start_server: StartServer,
 
 async def test_resume_on_another_process(start_server: StartServer, redis_server: Any) -> None:
     """Through Redis: alice drops from process 1, resumes on process 2; frames sent meanwhile arrive."""
-    async with start_server(redis_server.url) as one, start_server(redis_server.url) as two:
-        async with one.client("alice") as a, two.client("bob") as b:
-            first, second = await pair(one, a, b)
-            abort(a)
-            await asyncio.sleep(0.3)
-            await b.send(type="offer", to=first["you"], sdp=offer(1))
-            async with resuming(two, "alice", first["resume"]) as again:
-                back = await again.expect("all-users")
-                assert (back["you"], back["users"], back["resumed"]) == (first["you"], [second["you"]], True)
-                assert (await again.expect("offer"))["sdp"] == offer(1)
-                await b.send(type="offer", to=first["you"], sdp=offer(2))
-                assert (await again.expect("offer"))["sdp"] == offer(2)
-                await again.send(type="answer", to=second["you"], sdp={"type": "answer", "sdp": "y"})
-                assert (await b.expect("answer"))["from"] == first["you"]
+    url = redis_server.url
+    async with start_server(url) as one, start_server(url) as two, one.client("alice") as a, two.client("bob") as b:
+        first, second = await pair(one, a, b)
+        abort(a)
+        await asyncio.sleep(0.3)
+        await b.send(type="offer", to=first["you"], sdp=offer(1))
+        async with resuming(two, "alice", first["resume"]) as again:
+            back = await again.expect("all-users")
+            assert (back["you"], back["users"], back["resumed"]) == (first["you"], [second["you"]], True)
+            assert (await again.expect("offer"))["sdp"] == offer(1)
+            await b.send(type="offer", to=first["you"], sdp=offer(2))
+            assert (await again.expect("offer"))["sdp"] == offer(2)
+            await again.send(type="answer", to=second["you"], sdp={"type": "answer", "sdp": "y"})
+            assert (await b.expect("answer"))["from"] == first["you"]
 
 
 async def test_resume_takes_over_a_connection_that_is_still_open(
@@ -170,7 +170,7 @@ async def test_resume_takes_over_a_connection_that_is_still_open(
 ) -> None:
     """The server has not noticed the old connection is dead yet: the resume wins, the old one closes."""
     async with start_server(backend) as srv, srv.client("alice") as a, srv.client("bob") as b:
-        first, second = await pair(srv, a, b)
+        first, _ = await pair(srv, a, b)
         async with resuming(srv, "alice", first["resume"]) as again:
             assert (await again.expect("all-users"))["you"] == first["you"]
             assert await a.closed_code() == 1008
@@ -180,8 +180,8 @@ async def test_resume_takes_over_a_connection_that_is_still_open(
 
 @pytest.mark.parametrize("window", [0])
 async def test_window_zero_disables_resume(start_server: StartServer, backend: str | None, window: int) -> None:
-    async with start_server(backend, signaling={"resume_window": window}) as srv, srv.client("bob") as b:
-        async with srv.client("alice") as a:
-            first, _ = await pair(srv, a, b)
-            abort(a)
-            assert (await b.expect("user-left", timeout=5))["id"] == first["you"]
+    sig = {"resume_window": window}
+    async with start_server(backend, signaling=sig) as srv, srv.client("bob") as b, srv.client("alice") as a:
+        first, _ = await pair(srv, a, b)
+        abort(a)
+        assert (await b.expect("user-left", timeout=5))["id"] == first["you"]
