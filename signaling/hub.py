@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from signaling import protocol
-from signaling.backends import PARKED, Backend
+from signaling.backends import MAX_QUEUED, PARKED, Backend
 from signaling.ice import IceProvider, IceSet
 from signaling.lograte import RateLimitedLog
 from signaling.metrics import Stats
@@ -71,6 +71,7 @@ class Peer:
         "region",
         "room",
         "seen",
+        "spilled",
         "stamp",
         "token",
         "tokens",
@@ -92,6 +93,7 @@ class Peer:
         self.warned = False
         self.seen = True  # anything received since the last keepalive sweep (the transport sets it)
         self.token = secrets.token_urlsafe(24)  # the resume token, sent in `all-users`
+        self.spilled: list[str] | None = None  # frames that came while the connection was closing
 
     def __repr__(self) -> str:
         return f"Peer(id={self.id!r}, room={self.room!r})"
@@ -179,8 +181,21 @@ class Hub:
         if peer.room is not None and not (clean or peer.evicted) and self.limits.resume_window > 0:
             self.parked.add(peer.id)
             self.backend.park(peer.id, self.limits.resume_window)
+            for frame in peer.spilled or ():
+                self.backend.forward(PARKED, peer.id, peer.room, frame)
         elif peer.room is not None or peer.joining:
             self.backend.leave(peer.id)
+
+    def spill(self, peer: Peer, frame: str) -> None:
+        """A frame for a connection that is closing (say, for a restart): keep it for after the resume."""
+        if peer.room is None or peer.evicted:
+            return
+        if peer.spilled is None:
+            peer.spilled = []
+        if len(peer.spilled) < MAX_QUEUED:
+            peer.spilled.append(frame)
+        else:
+            self.stats.queue_dropped += 1
 
     def _forget(self, peer: Peer) -> bool:
         if self.peers.get(peer.id) is not peer:

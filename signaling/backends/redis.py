@@ -178,6 +178,9 @@ class RedisBackend:
         self._outbox: dict[str, list[str]] = {}
         self._held: dict[str, collections.deque[Publish]] = {}
         self._hold_until: dict[str, float] = {}
+        #: peer → (its new process, when it moved), for HOLD seconds: frames for it that find no
+        #: receiver after the move (a publish in flight when the move arrived) follow it there.
+        self._relocated: dict[str, tuple[str, float]] = {}
         self._retry_at = 0.0
         self._flush_scheduled = False
         self._queued_frames = 0
@@ -335,8 +338,22 @@ class RedisBackend:
         else:
             self.members[peer] = room
 
+    def _follow(self, pub: Publish) -> Publish | None:
+        """Send the lines of `pub` for relocated peers to their new process; what is left (or None)."""
+        now = asyncio.get_running_loop().time()
+        kept: Publish | None = pub
+        for peer, (owner, at) in list(self._relocated.items()):
+            if now - at > HOLD:
+                del self._relocated[peer]
+            elif kept is not None and kept.channel != f"{self.prefix}ch:{owner}":
+                kept, moved = _split_lines(kept, peer)
+                if moved:
+                    self._queue_batch(owner, moved)
+        return kept
+
     def rerouted(self, peer: str, owner: str) -> None:
         """Frames held for a process that is gone, for a peer that resumed on `owner`: send them there."""
+        self._relocated[peer] = (owner, asyncio.get_running_loop().time())
         target = f"{self.prefix}ch:{owner}"
         for channel, held in self._held.items():
             if channel == target:
@@ -360,9 +377,8 @@ class RedisBackend:
         while self.ops and isinstance(self.ops[0], Publish) and len(batch) < PIPELINE:
             pub = self.ops.popleft()
             assert isinstance(pub, Publish)
-            held = self._held.get(pub.channel)
-            if held is not None:
-                held.append(pub)  # behind the frames already waiting for that process
+            if pub.channel in self._held:
+                self._hold(pub)  # behind the frames already waiting for that process
             else:
                 batch.append(pub)
         if batch:
@@ -396,6 +412,11 @@ class RedisBackend:
 
     def _hold(self, pub: Publish) -> None:
         """Keep `pub` (no process received it) to send again, behind what is already held for its channel."""
+        if self._relocated and pub.frames:
+            kept = self._follow(pub)
+            if kept is None:
+                return
+            pub = kept
         held = self._held.get(pub.channel)
         if held is None:
             now = asyncio.get_running_loop().time()

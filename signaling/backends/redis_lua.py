@@ -222,8 +222,8 @@ return done(1)
 
 #: ARGV: prefix, token hash, user, proc, temp peer → 1 resumed, 0 unknown or expired token, -1 another
 #: user's token. On success publishes, on `proc`'s channel in this order, `R <temp> <peer> <room>
-#: <member>:<owner>…` then the queued frames (`B`), and `M <room> <peer> <proc>` to the room's other
-#: processes and to the previous owner (which closes a stale connection of the same session).
+#: <member>:<owner>…` then the queued frames (`B`), and `M <room> <peer> <proc>` to the room's
+#: processes, itself and the previous owner (which closes a stale connection of the same session).
 RESUME = (
     _LIB
     + """
@@ -252,8 +252,9 @@ if #queued > 0 then
   for _, frame in ipairs(queued) do table.insert(lines, peer .. ' ' .. room .. ' ' .. frame) end
   send(proc, table.concat(lines, '\\n'))
 end
-local targets = owners(room, proc)
-if owner ~= '-' and owner ~= proc then targets[owner] = true end
+local targets = owners(room)
+targets[proc] = true  -- frames this process holds for the old owner follow the peer here
+if owner ~= '-' then targets[owner] = true end
 for t in pairs(targets) do
   send(t, 'M ' .. room .. ' ' .. peer .. ' ' .. proc)
 end
