@@ -20,7 +20,7 @@ from typing import Any
 from websockets.asyncio.connection import Connection as BaseConnection
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.frames import Frame, Opcode
-from websockets.protocol import CLOSING, OPEN, Event
+from websockets.protocol import CLOSED, CLOSING, OPEN, Event
 from websockets.server import ServerProtocol
 from websockets.typing import BytesLike
 
@@ -105,7 +105,7 @@ class Connection(ServerConnection):
 
     def push(self, frame: str) -> None:
         if self.protocol.state is not OPEN:
-            if self.peer is not None and self.protocol.state is CLOSING:
+            if self.peer is not None and self.protocol.state in (CLOSING, CLOSED):
                 self.hub.spill(self.peer, frame)  # closing for a restart: deliver it after the resume
             return
         if self.paused or self.backlog:
