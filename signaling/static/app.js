@@ -128,7 +128,10 @@ import { IceWatchdog, TurnkitClient } from "./turnkit-client.js";
       if (conn !== pc) return;
       const s = conn.connectionState;
       if (s === "connected") setState("connected");
-      else if (s === "failed") {
+      else if (s === "failed" && watchdog && watchdog.restarts < 3) {
+        // The watchdog asks for fresh ICE servers and restarts ICE (a TURN node may have died).
+        setState("calling", "Connection lost; moving the call to another relay…");
+      } else if (s === "failed") {
         showError(demo.relayOnly
           ? "Call failed: no relay path. Are the TURN servers reachable and the credentials valid?"
           : "Call failed: no network path between the peers (try again with TURN relays reachable).");
@@ -148,6 +151,7 @@ import { IceWatchdog, TurnkitClient } from "./turnkit-client.js";
         send({ type: "offer", to: peerId, sdp: description(conn.localDescription) });
       },
       onRecovered: (ms) => demo.recoveries.push(ms),
+      onIceServers: (fresh) => applyIceServers(fresh.iceServers, fresh.expiresAt),
     });
     return conn;
   }

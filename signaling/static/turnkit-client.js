@@ -190,15 +190,17 @@ export class TurnkitClient extends EventTarget {
  * Moves a call to healthy TURN nodes when its path dies (a TURN node lost): when ICE is "failed", or
  * "disconnected" for longer than `grace` ms, it asks the signaling server for fresh ICE servers (the
  * server leaves out nodes marked failing or draining), applies them and calls `restart()` — which
- * should send an offer made with `createOffer({ iceRestart: true })`.
+ * should send an offer made with `createOffer({ iceRestart: true })`. `onIceServers(fresh)` and
+ * `onRecovered(ms)` (from the first restart to ICE connected again) are optional callbacks.
  */
 export class IceWatchdog {
-  constructor(pc, client, { restart, grace = 2000, onRecovered } = {}) {
+  constructor(pc, client, { restart, grace = 2000, onRecovered, onIceServers } = {}) {
     this.pc = pc;
     this.client = client;
     this.restart = restart;
     this.grace = grace;
     this.onRecovered = onRecovered || (() => {});
+    this.onIceServers = onIceServers || (() => {});
     this.timer = null;
     this.restartedAt = null;
     this.busy = false;
@@ -225,6 +227,7 @@ export class IceWatchdog {
       if (this.restartedAt === null) this.restartedAt = Date.now();
       const fresh = await this.client.iceServers();
       this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceServers: fresh.iceServers });
+      this.onIceServers(fresh);
       this.restarts += 1;
       await this.restart();
     } finally {
