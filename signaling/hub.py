@@ -424,6 +424,7 @@ class Hub:
         for peer in list(self.peers.values()):
             if (peer.room is not None or peer.joining) and not peer.closing:
                 self._close(peer, SERVICE_RESTART, "membership lost; reconnect", "membership-lost")
+                peer.evicted = False  # its member was parked by the reaper: the client may resume
 
     def close(self) -> None:
         for handle in self.pushes.values():
