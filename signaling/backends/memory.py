@@ -168,16 +168,27 @@ class MemoryBackend:
 
     def _load(self, path: Path) -> None:
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-            path.unlink()
+            text = path.read_text(encoding="utf-8")
+            path.unlink()  # used once: a later crash must not bring back stale sessions
         except FileNotFoundError:
             return
         except (OSError, ValueError) as exc:
-            log.warning("cannot read resume state %s: %s", path, exc)
+            log.warning("cannot read resume state %s: %s", path, type(exc).__name__)
             return
+        try:
+            self._restore(json.loads(text))
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            for parked in self.parked.values():
+                if parked.timer is not None:
+                    parked.timer.cancel()
+            self.table, self.tokens, self.token_of, self.parked = RoomTable(), {}, {}, {}
+            log.warning("ignoring resume state %s: %s", path, type(exc).__name__)
+            return
+        log.info("restored %d parked members from %s", len(self.parked), path)
+
+    def _restore(self, doc: object) -> None:
         if not isinstance(doc, dict) or doc.get("version") != 1:
-            log.warning("ignoring resume state %s: unknown format", path)
-            return
+            raise ValueError("unknown format")
         now, loop = self.clock(), asyncio.get_running_loop()
         parked_doc: dict[str, dict[str, object]] = doc.get("parked", {})
         users: dict[str, str] = doc.get("users", {})
@@ -196,4 +207,3 @@ class MemoryBackend:
                 queued = collections.deque(str(f) for f in frames) if isinstance(frames, list) else None
                 entry = self.parked[peer] = Parked(deadline, queued or collections.deque())
                 entry.timer = loop.call_later(deadline - now, self._expire, peer)
-        log.info("restored %d parked members from %s", len(self.parked), path)

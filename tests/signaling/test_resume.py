@@ -185,3 +185,47 @@ async def test_window_zero_disables_resume(start_server: StartServer, backend: s
         first, _ = await pair(srv, a, b)
         abort(a)
         assert (await b.expect("user-left", timeout=5))["id"] == first["you"]
+
+
+class NoEvents:
+    """Events sink for a backend driven directly (no server)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args: None
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["not json", '{"version": 2}', '{"version": 1, "rooms": {"r": ["p"]}, "parked": {"p": {"deadline": "x"}}}', "[]"],
+)
+async def test_a_bad_resume_state_file_is_ignored(tmp_path: Any, text: str) -> None:
+    from signaling.backends.memory import MemoryBackend
+
+    state = tmp_path / "signaling-1.resume.json"
+    state.write_text(text)
+    backend = MemoryBackend(state)
+    await backend.start(NoEvents())
+    assert backend.parked == {} and backend.table.rooms == {}
+    assert not state.exists()
+
+
+async def test_parked_members_survive_a_restart_through_the_state_file(tmp_path: Any) -> None:
+    from signaling.backends.memory import MemoryBackend
+    from signaling.hub import token_hash
+
+    state = tmp_path / "signaling-1.resume.json"
+    first = MemoryBackend(state)
+    await first.start(NoEvents())
+    first.join("p1", "r", 2, "alice", token_hash("a" * 32))
+    first.join("p2", "r", 2, "bob", token_hash("b" * 32))
+    first.park("p1", 30)
+    first.forward("-", "p1", "r", '{"type":"offer"}')
+    first.park("p2", 30)
+    await first.stop()
+    assert oct(state.stat().st_mode & 0o777) == "0o600"
+    second = MemoryBackend(state)
+    await second.start(NoEvents())
+    assert second.table.rooms == {"r": {"p1": "-", "p2": "-"}}
+    assert list(second.parked["p1"].frames) == ['{"type":"offer"}']
+    assert second.tokens[token_hash("b" * 32)] == ("p2", "bob")
+    await second.stop()
