@@ -229,3 +229,15 @@ async def test_parked_members_survive_a_restart_through_the_state_file(tmp_path:
     assert list(second.parked["p1"].frames) == ['{"type":"offer"}']
     assert second.tokens[token_hash("b" * 32)] == ("p2", "bob")
     await second.stop()
+
+
+def test_held_frames_for_a_resumed_peer_are_split_out() -> None:
+    from signaling.backends.redis import Publish, _split_lines
+
+    batch = Publish("ch:dead", 'B\np1 r {"a":1}\np2 r {"b":2}\np1 r {"c":3}', 3)
+    kept, moved = _split_lines(batch, "p1")
+    assert moved == ['p1 r {"a":1}', 'p1 r {"c":3}']
+    assert kept == Publish("ch:dead", 'D p2 r {"b":2}', 1)
+    assert _split_lines(Publish("ch:dead", 'D p1 r {"a":1}', 1), "p1") == (None, ['p1 r {"a":1}'])
+    untouched = Publish("ch:dead", "L r p1", 0)
+    assert _split_lines(untouched, "p1") == (untouched, [])
