@@ -49,6 +49,7 @@ def limits_for(cfg: Config) -> Limits:
         burst=s.rate_burst,
         refresh_margin=float(s.refresh_margin),
         per_user=s.max_connections_per_user,
+        resume_window=float(s.resume_window),
     )
 
 
@@ -93,7 +94,9 @@ class SignalingServer:
 
     async def startup(self) -> None:
         """Load secrets and keys, start the backend, listen. Raises TurnkitError on bad setup."""
-        core = self.core = load(self.cfg, self.env, self.limits, self.stats, asyncio.get_running_loop())
+        # A fixed port names this instance: its parked sessions survive a restart (memory backend).
+        instance = str(self.port) if self.port else None
+        core = self.core = load(self.cfg, self.env, self.limits, self.stats, asyncio.get_running_loop(), instance)
         max_connections = raise_fd_limit() - FD_RESERVE
         await core.backend.start(core.hub)
         routes = Routes(core, self.stats, self.static, max_connections)

@@ -21,7 +21,7 @@ from typing import Any
 from websockets.asyncio.connection import Connection as BaseConnection
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.frames import Frame, Opcode
-from websockets.protocol import OPEN, Event
+from websockets.protocol import CLOSED, CLOSING, OPEN, Event
 from websockets.server import ServerProtocol
 from websockets.typing import BytesLike
 
@@ -66,6 +66,7 @@ class Connection(ServerConnection):
         self.send_queue = send_queue
         self.peer: Peer | None = None
         self.identity: tuple[Identity, str | None] | None = None  # set by the upgrade gate
+        self.resume: str | None = None  # `?resume=` of the upgrade request
         self.backlog: collections.deque[str] | None = None
         self.fragments: tuple[bool, list[BytesLike]] | None = None
         self.closer: asyncio.Task[None] | None = None
@@ -115,6 +116,8 @@ class Connection(ServerConnection):
 
     def push(self, frame: str) -> None:
         if self.protocol.state is not OPEN:
+            if self.peer is not None and self.protocol.state in (CLOSING, CLOSED):
+                self.hub.spill(self.peer, frame)  # closing for a restart: deliver it after the resume
             return
         if self.paused or self.backlog:
             if self.backlog is None:
@@ -158,7 +161,7 @@ class Connection(ServerConnection):
     def _overflow(self) -> None:
         peer = self.peer
         if peer is not None and not peer.closing:
-            peer.closing = True
+            peer.closing = peer.evicted = True
             self.hub.stats.closed["slow-reader"] += 1
             log.warning("peer %s does not read fast enough (send queue full); disconnecting", peer.id)
         self.backlog = None
@@ -181,4 +184,7 @@ class Connection(ServerConnection):
         super().connection_lost(exc)
         self.backlog = None
         if self.peer is not None:
-            self.hub.disconnect(self.peer)
+            # Closed by the client with 1000 (RFC 6455 §7.4.1): it hung up; anything else may resume.
+            rcvd = self.protocol.close_rcvd
+            clean = rcvd is not None and rcvd.code == 1000 and bool(self.protocol.close_rcvd_then_sent)
+            self.hub.disconnect(self.peer, clean)

@@ -35,8 +35,16 @@ class Core:
     metrics: Metrics
 
 
-def load(cfg: Config, env: Mapping[str, str], limits: Limits, stats: Stats, loop: asyncio.AbstractEventLoop) -> Core:
-    """Read secrets and keys, pick the backend; raises TurnkitError on bad setup. Starts nothing."""
+def load(
+    cfg: Config,
+    env: Mapping[str, str],
+    limits: Limits,
+    stats: Stats,
+    loop: asyncio.AbstractEventLoop,
+    instance: str | None = None,
+) -> Core:
+    """Read secrets and keys, pick the backend; raises TurnkitError on bad setup. Starts nothing.
+    `instance` (the port) names the in-memory backend's resume state file; None keeps none."""
     secrets_path = keyring.path_for(cfg.secrets_path, env) or cfg.secrets_path
     keys = KeySource(secrets_path)
     verifier = auth.load_verifier(cfg, env)
@@ -47,9 +55,13 @@ def load(cfg: Config, env: Mapping[str, str], limits: Limits, stats: Stats, loop
         from signaling.backends.redis import RedisBackend
 
         shared = SharedHealth()
-        health, backend = shared, RedisBackend(cfg.signaling.redis_url, shared)
+        health, backend = (
+            shared,
+            RedisBackend(cfg.signaling.redis_url, shared, window=float(cfg.signaling.resume_window)),
+        )
     else:
-        health, backend = FileHealth(turnkit_health.path_for(cfg, env)), MemoryBackend()
+        state = cfg.state_path / f"signaling-{instance}.resume.json" if instance else None
+        health, backend = FileHealth(turnkit_health.path_for(cfg, env)), MemoryBackend(state)
 
     def count_credential() -> None:
         stats.credentials += 1

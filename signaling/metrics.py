@@ -19,7 +19,16 @@ PREFIX = "turnkit_signaling"
 class Stats:
     """Counters the server increments; cheap enough for every relayed message."""
 
-    __slots__ = ("closed", "connections_total", "credentials", "errors", "refused", "relayed")
+    __slots__ = (
+        "closed",
+        "connections_total",
+        "credentials",
+        "errors",
+        "queue_dropped",
+        "refused",
+        "relayed",
+        "resumes",
+    )
 
     def __init__(self) -> None:
         self.relayed: dict[str, int] = dict.fromkeys(RELAY_FIELDS, 0)
@@ -28,6 +37,8 @@ class Stats:
         self.connections_total = 0
         self.refused: Counter[str] = Counter()
         self.closed: Counter[str] = Counter()
+        self.resumes: Counter[str] = Counter()
+        self.queue_dropped = 0
 
 
 class Metrics:
@@ -68,6 +79,15 @@ class Metrics:
         for reason, n in sorted(s.closed.items()):
             closed.add_metric([reason], n)
         yield closed
+        resumes = CounterMetricFamily(f"{PREFIX}_resumes", "Session resume attempts, by outcome.", labels=["outcome"])
+        for outcome in ("ok", "refused"):
+            resumes.add_metric([outcome], s.resumes[outcome])
+        yield resumes
+        yield CounterMetricFamily(
+            f"{PREFIX}_resume_queue_dropped",
+            "Frames for parked (resumable) members dropped because their queue was full.",
+            value=s.queue_dropped,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -44,6 +44,7 @@ class Code(StrEnum):
     UNKNOWN_PEER = "unknown-peer"
     RATE_LIMITED = "rate-limited"
     TOO_LARGE = "too-large"
+    RESUME_FAILED = "resume-failed"
 
 
 #: Default human text per code (the frame handler may say something more specific).
@@ -56,6 +57,7 @@ ERRORS: dict[Code, str] = {
     Code.UNKNOWN_PEER: "no such peer in your room",
     Code.RATE_LIMITED: "too many messages; slow down or be disconnected",
     Code.TOO_LARGE: "relayed message would exceed the frame size limit",
+    Code.RESUME_FAILED: "session cannot be resumed; join again",
 }
 
 #: Client → server message types that relay to another member, and the payload field each carries.
@@ -161,10 +163,28 @@ def parse(data: str | bytes, binary: bool = False) -> tuple[str, dict[str, Any]]
 # Server → client frames (SIGNALING.md "Server → client").
 
 
-def all_users(room: str, you: str, users: list[str], ice: list[dict[str, object]], expires_at: int) -> str:
-    return encode(
-        {"type": "all-users", "room": room, "you": you, "users": users, "iceServers": ice, "expiresAt": expires_at}
-    )
+def all_users(
+    room: str,
+    you: str,
+    users: list[str],
+    ice: list[dict[str, object]],
+    expires_at: int,
+    resume: str | None = None,
+    resumed: bool = False,
+) -> str:
+    frame: dict[str, object] = {
+        "type": "all-users",
+        "room": room,
+        "you": you,
+        "users": users,
+        "iceServers": ice,
+        "expiresAt": expires_at,
+    }
+    if resume is not None:
+        frame["resume"] = resume  # docs/signaling.md "Session resume"
+    if resumed:
+        frame["resumed"] = True
+    return encode(frame)
 
 
 def user_joined(peer: str) -> str:

@@ -65,6 +65,7 @@ class Routes:
             if isinstance(outcome, Response):
                 return outcome
             conn.identity = outcome
+            conn.resume = first(query, "resume")
             return None
         route = self.table.get(url.path)
         if route is not None:
@@ -77,7 +78,7 @@ class Routes:
         assert isinstance(conn, Connection)
         if resp.status_code == http.HTTPStatus.SWITCHING_PROTOCOLS and conn.identity is not None:
             ident, region = conn.identity
-            conn.peer = self.core.hub.connect(ident.user, region, conn)
+            conn.peer = self.core.hub.connect(ident.user, region, conn, conn.resume)
 
     # The upgrade gate
 

@@ -124,6 +124,8 @@ class Signaling(_Model):
     health_file: str | None = None
     refresh_margin: Annotated[int, Field(ge=10)] = 300
     max_connections_per_user: Annotated[int, Field(ge=1, le=10_000)] = 20
+    #: Seconds a dropped connection keeps its peer id and room for `?resume=` (0: leave at once).
+    resume_window: Annotated[int, Field(ge=0, le=3600)] = 30
     #: Origins whose pages may open /ws (default: https://<server_name>; a local region adds loopback).
     allowed_origins: list[Annotated[str, Field(pattern=_ORIGIN)]] | None = None
     jwt: Jwt = Jwt()

@@ -11,6 +11,11 @@ from typing import Protocol
 
 from signaling.rooms import Joined
 
+#: The owner of a parked member: its connection dropped and it may come back with `?resume=` (relayed
+#: frames for it are queued, up to MAX_QUEUED, dropped and counted past that).
+PARKED = "-"
+MAX_QUEUED = 256
+
 
 class Events(Protocol):
     """What a backend reports to the server (the server's room view and local fan-out)."""
@@ -33,6 +38,18 @@ class Events(Protocol):
     def lost(self) -> None:
         """This process's members were removed behind its back (it was presumed dead)."""
 
+    def moved(self, room: str, peer: str, owner: str) -> None:
+        """A member of `room` changed owner: parked (`PARKED`), or resumed on process `owner`."""
+
+    def resumed(self, temp: str, event: Joined) -> None:
+        """Connection `temp` took over its old peer id `event.peer` in `event.room`."""
+
+    def resume_failed(self, temp: str, reason: str) -> None:
+        """Connection `temp` presented a resume token that is unknown, expired or someone else's."""
+
+    def dropped(self, frames: int) -> None:
+        """Frames for a parked member were dropped: its queue was full."""
+
 
 class Backend(Protocol):
     """Room membership and cross-process delivery."""
@@ -41,12 +58,20 @@ class Backend(Protocol):
 
     async def start(self, events: Events) -> None: ...
 
-    def join(self, peer: str, room: str, capacity: int) -> None: ...
+    def join(self, peer: str, room: str, capacity: int, user: str = "", token: str = "") -> None:
+        """`token` (a hash of the resume token, bound to `peer` and `user`) is kept while `peer` is a member."""
 
     def leave(self, peer: str) -> None: ...
 
+    def park(self, peer: str, window: float) -> None:
+        """`peer` lost its connection: keep it in its room as `PARKED` for `window` seconds, then leave."""
+
+    def resume(self, temp: str, token: str, user: str) -> None:
+        """Connection `temp` (of `user`) asks for the peer bound to `token`: `Events.resumed` or `resume_failed`."""
+
     def forward(self, owner: str, peer: str, room: str, frame: str) -> None:
-        """Deliver `frame` to `peer`, a member of `room` owned by process `owner` (not this one)."""
+        """Deliver `frame` to `peer`, a member of `room` owned by process `owner` (not this one), or queue
+        it when `owner` is `PARKED`."""
 
     async def ready(self) -> str | None:
         """None when the backend can serve, else a short reason anyone may read (`/readyz` is

@@ -37,7 +37,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from signaling.backends import Events
+from signaling.backends import MAX_QUEUED, PARKED, Events
 from signaling.backends import redis_lua as lua
 from signaling.backends.redis_events import Kind, Reader
 from signaling.ice import SharedHealth
@@ -84,6 +84,8 @@ class Join(NamedTuple):
     peer: str
     room: str
     capacity: int
+    user: str
+    token: str
 
 
 class Leave(NamedTuple):
@@ -100,7 +102,33 @@ class Publish(NamedTuple):
     frames: int
 
 
-Op = Join | Leave | Publish
+class Park(NamedTuple):
+    """`peer` lost its connection: park it for `window` seconds (session resume)."""
+
+    peer: str
+    window: float
+
+
+class Resume(NamedTuple):
+    """Connection `temp` of `user` asks for the peer bound to the resume token hash `token`."""
+
+    temp: str
+    token: str
+    user: str
+
+
+class Enqueue(NamedTuple):
+    """A frame for a parked member: queue it (or deliver it, if it has resumed meanwhile)."""
+
+    peer: str
+    room: str
+    frame: str
+
+
+Op = Join | Leave | Publish | Park | Resume | Enqueue
+
+#: What a RESUME script result means.
+RESUME_REFUSED = {0: "unknown or expired resume token", -1: "resume token belongs to another user"}
 
 
 class Registration(enum.Enum):
@@ -115,10 +143,13 @@ class Registration(enum.Enum):
 class RedisBackend:
     """Membership in Redis, fan-out over pub/sub, liveness by heartbeat; one ordered op queue."""
 
-    def __init__(self, url: str, shared_health: SharedHealth | None = None, prefix: str = PREFIX) -> None:
+    def __init__(
+        self, url: str, shared_health: SharedHealth | None = None, prefix: str = PREFIX, window: float = 30.0
+    ) -> None:
         self.url = url
         self.prefix = prefix
         self.proc = secrets.token_hex(6)
+        self.window_ms = int(window * 1000)
         self.channel = f"{prefix}ch:{self.proc}"
         self.health = shared_health
         try:
@@ -137,6 +168,9 @@ class RedisBackend:
         self._reap = self.redis.register_script(lua.REAP)
         self._restore = self.redis.register_script(lua.RESTORE)
         self._snapshot = self.redis.register_script(lua.SNAPSHOT)
+        self._park = self.redis.register_script(lua.PARK)
+        self._resume = self.redis.register_script(lua.RESUME)
+        self._enqueue = self.redis.register_script(lua.ENQUEUE)
         self.events: Events | None = None
         self.ops: collections.deque[Op] = collections.deque()
         self.members: dict[str, str] = {}  # local peer → room, as Redis confirmed it
@@ -144,6 +178,9 @@ class RedisBackend:
         self._outbox: dict[str, list[str]] = {}
         self._held: dict[str, collections.deque[Publish]] = {}
         self._hold_until: dict[str, float] = {}
+        #: peer → (its new process, when it moved), for HOLD seconds: frames for it that find no
+        #: receiver after the move (a publish in flight when the move arrived) follow it there.
+        self._relocated: dict[str, tuple[str, float]] = {}
         self._retry_at = 0.0
         self._flush_scheduled = False
         self._queued_frames = 0
@@ -157,13 +194,16 @@ class RedisBackend:
             Join: self._run_join,
             Leave: self._run_leave,
             Publish: self._run_publish,
+            Park: self._run_park,
+            Resume: self._run_resume,
+            Enqueue: self._run_enqueue,
         }
         self.reader: Reader | None = None
         self._resync_at = 0.0
 
     async def start(self, events: Events) -> None:
         self.events = events
-        self.reader = Reader(self.proc, events)
+        self.reader = Reader(self.proc, events, self)
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 await self._open()
@@ -179,13 +219,22 @@ class RedisBackend:
 
     # Requests (fire-and-forget, in order)
 
-    def join(self, peer: str, room: str, capacity: int) -> None:
-        self._push(Join(peer, room, capacity))
+    def join(self, peer: str, room: str, capacity: int, user: str = "", token: str = "") -> None:
+        self._push(Join(peer, room, capacity, user, token))
 
     def leave(self, peer: str) -> None:
         self._push(Leave(peer))
 
+    def park(self, peer: str, window: float) -> None:
+        self._push(Park(peer, window))
+
+    def resume(self, temp: str, token: str, user: str) -> None:
+        self._push(Resume(temp, token, user))
+
     def forward(self, owner: str, peer: str, room: str, frame: str) -> None:
+        if owner == PARKED:
+            self._push(Enqueue(peer, room, frame))
+            return
         if self._queued_frames >= MAX_PENDING:
             self.dropped += 1
             if self.dropped % 1000 == 1:
@@ -248,7 +297,7 @@ class RedisBackend:
 
     async def _run_join(self, op: Op) -> None:
         assert isinstance(op, Join) and self.events is not None
-        admitted = await self._run(self._join, self.prefix, op.peer, self.proc, op.room, op.capacity)
+        admitted = await self._run(self._join, self.prefix, op.peer, self.proc, op.room, op.capacity, op.user, op.token)
         self.ops.popleft()
         if admitted:
             self.members[op.peer] = op.room
@@ -261,15 +310,75 @@ class RedisBackend:
         self.ops.popleft()
         self.members.pop(op.peer, None)
 
+    async def _run_park(self, op: Op) -> None:
+        assert isinstance(op, Park)
+        await self._run(self._park, self.prefix, self.proc, int(op.window * 1000), op.peer)
+        self.ops.popleft()
+        self.members.pop(op.peer, None)
+
+    async def _run_resume(self, op: Op) -> None:
+        assert isinstance(op, Resume) and self.events is not None
+        outcome = await self._run(self._resume, self.prefix, op.token, op.user, self.proc, op.temp)
+        self.ops.popleft()
+        if outcome != 1:
+            self.events.resume_failed(op.temp, RESUME_REFUSED.get(outcome, "resume refused"))
+
+    async def _run_enqueue(self, op: Op) -> None:
+        assert isinstance(op, Enqueue) and self.events is not None
+        outcome = await self._run(self._enqueue, self.prefix, op.peer, op.room, op.frame, MAX_QUEUED)
+        self.ops.popleft()
+        if outcome == 0:
+            self.events.dropped(1)
+
+    # Reader.Owner: what this backend learns from its channel
+
+    def member(self, peer: str, room: str | None) -> None:
+        if room is None:
+            self.members.pop(peer, None)
+        else:
+            self.members[peer] = room
+
+    def _follow(self, pub: Publish) -> Publish | None:
+        """Send the lines of `pub` for relocated peers to their new process; what is left (or None)."""
+        now = asyncio.get_running_loop().time()
+        kept: Publish | None = pub
+        for peer, (owner, at) in list(self._relocated.items()):
+            if now - at > HOLD:
+                del self._relocated[peer]
+            elif kept is not None and kept.channel != f"{self.prefix}ch:{owner}":
+                kept, moved = _split_lines(kept, peer)
+                if moved:
+                    self._queue_batch(owner, moved)
+        return kept
+
+    def rerouted(self, peer: str, owner: str) -> None:
+        """Frames held for a process that is gone, for a peer that resumed on `owner`: send them there."""
+        self._relocated[peer] = (owner, asyncio.get_running_loop().time())
+        target = f"{self.prefix}ch:{owner}"
+        for channel, held in self._held.items():
+            if channel == target:
+                continue
+            keep: collections.deque[Publish] = collections.deque()
+            for pub in held:
+                kept, moved = _split_lines(pub, peer)
+                if moved:
+                    self._queue_batch(owner, moved)
+                if kept is not None:
+                    keep.append(kept)
+            held.clear()
+            held.extend(keep)
+        for channel in [c for c, held in self._held.items() if not held]:
+            del self._held[channel]
+            del self._hold_until[channel]
+
     async def _run_publish(self, op: Op) -> None:
         """Pipeline the queued publishes; if the link fails mid-way they are dropped (at most once)."""
         batch: list[Publish] = []
         while self.ops and isinstance(self.ops[0], Publish) and len(batch) < PIPELINE:
             pub = self.ops.popleft()
             assert isinstance(pub, Publish)
-            held = self._held.get(pub.channel)
-            if held is not None:
-                held.append(pub)  # behind the frames already waiting for that process
+            if pub.channel in self._held:
+                self._hold(pub)  # behind the frames already waiting for that process
             else:
                 batch.append(pub)
         if batch:
@@ -303,6 +412,11 @@ class RedisBackend:
 
     def _hold(self, pub: Publish) -> None:
         """Keep `pub` (no process received it) to send again, behind what is already held for its channel."""
+        if self._relocated and pub.frames:
+            kept = self._follow(pub)
+            if kept is None:
+                return
+            pub = kept
         held = self._held.get(pub.channel)
         if held is None:
             now = asyncio.get_running_loop().time()
@@ -454,7 +568,7 @@ class RedisBackend:
                 await self._register()
                 # After our own outage, give the others one TTL to come back before reaping them.
                 if loop.time() - self._connected_at >= HEARTBEAT_TTL:
-                    reaped = await self._run(self._reap, self.prefix)
+                    reaped = await self._run(self._reap, self.prefix, self.window_ms)
                     if reaped:
                         log.warning("removed %d members of dead signaling processes", reaped)
                 if self._resync_at and loop.time() >= self._resync_at:
@@ -510,7 +624,7 @@ class RedisBackend:
             if stuck:
                 log.warning("redis backend: %s did not stop", ", ".join(t.get_name() for t in stuck))
         try:
-            await asyncio.wait_for(self._run(self._reap, self.prefix, self.proc), STOP_STEP)
+            await asyncio.wait_for(self._run(self._reap, self.prefix, self.window_ms, self.proc), STOP_STEP)
         except (RedisError, *LINK_ERRORS) as exc:
             log.warning("redis backend: reap at shutdown failed: %s", type(exc).__name__)
         await self._close_clients()
@@ -528,3 +642,19 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, MasterNotFoundError):  # its text embeds the whole client repr
         return "no sentinel answered with a primary for the service"
     return str(exc) or type(exc).__name__
+
+
+def _split_lines(pub: Publish, peer: str) -> tuple[Publish | None, list[str]]:
+    """Split a held publish into what stays (None if nothing) and the relayed lines for `peer`."""
+    kind, _, rest = pub.message.partition(" " if pub.message[:1] == Kind.DELIVER else "\n")
+    if kind not in (Kind.DELIVER, Kind.BATCH):
+        return pub, []
+    lines = [rest] if kind == Kind.DELIVER else rest.split("\n")
+    mine = [line for line in lines if line.split(" ", 1)[0] == peer]
+    if not mine:
+        return pub, []
+    others = [line for line in lines if line.split(" ", 1)[0] != peer]
+    if not others:
+        return None, mine
+    message = f"{Kind.DELIVER} {others[0]}" if len(others) == 1 else f"{Kind.BATCH}\n" + "\n".join(others)
+    return Publish(pub.channel, message, len(others)), mine

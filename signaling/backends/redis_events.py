@@ -13,8 +13,9 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
-from signaling.backends import Events
+from signaling.backends import PARKED, Events
 from signaling.rooms import Joined, RoomTable
 
 log = logging.getLogger(__name__)
@@ -29,14 +30,27 @@ class Kind(enum.StrEnum):
     ADMITTED = "A"  # A <room> <peer> <owner> <again> <member>:<owner>…: a local peer's join succeeded
     LEFT = "L"  # L <room> <peer>: a member left
     SNAPSHOT = "S"  # S <room> <member>:<owner>…: a room's members in Redis, in order with the events
+    MOVED = "M"  # M <room> <peer> <owner>: a member was parked (owner `-`) or resumed on process <owner>
+    RESUMED = "R"  # R <temp> <peer> <room> <member>:<owner>…: a local connection took its old peer id back
+
+
+class Owner(Protocol):
+    """What the backend itself must learn from its channel (besides the server's `Events`)."""
+
+    def member(self, peer: str, room: str | None) -> None:
+        """A local peer is now a member of `room` (resumed), or no longer ours (None)."""
+
+    def rerouted(self, peer: str, owner: str) -> None:
+        """`peer` now lives on process `owner`: frames held for its old process should go there."""
 
 
 class Reader:
     """Turns channel messages into `Events` callbacks; mirrors the rooms this process has members in."""
 
-    def __init__(self, proc: str, events: Events) -> None:
+    def __init__(self, proc: str, events: Events, owner: Owner) -> None:
         self.proc = proc
         self.events = events
+        self.owner = owner
         self.mirror = RoomTable()
         self.handlers: dict[str, Callable[[str], None]] = {
             Kind.DELIVER: self._deliver,
@@ -45,6 +59,8 @@ class Reader:
             Kind.ADMITTED: self._admitted,
             Kind.LEFT: self._left,
             Kind.SNAPSHOT: self._snapshot,
+            Kind.MOVED: self._moved,
+            Kind.RESUMED: self._resumed,
         }
 
     def dispatch(self, data: str) -> None:
@@ -85,6 +101,26 @@ class Reader:
         room, peer = rest.split(" ")
         self._forget(room, peer)
         self.events.left(room, peer)
+
+    def _moved(self, rest: str) -> None:
+        room, peer, owner = rest.split(" ")
+        members = self.mirror.rooms.get(room)
+        if members is not None and peer in members:
+            members[peer] = owner
+            if not any(o == self.proc for o in members.values()):
+                self.mirror.drop(room)
+        if owner != self.proc:
+            self.owner.member(peer, None)
+        if owner != PARKED:
+            self.owner.rerouted(peer, owner)
+        self.events.moved(room, peer, owner)
+
+    def _resumed(self, rest: str) -> None:
+        temp, peer, room, *members = rest.split(" ")
+        before = tuple(_pair(m) for m in members)
+        self.mirror.put(room, (*before, (peer, self.proc)))
+        self.owner.member(peer, room)
+        self.events.resumed(temp, Joined(room, peer, self.proc, before, again=True))
 
     def _forget(self, room: str, peer: str) -> None:
         if room in self.mirror.rooms:

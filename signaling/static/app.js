@@ -1,6 +1,9 @@
 // turnkit demo call page: a 1:1 WebRTC call over the turnkit signaling protocol v1.
 // The newcomer (who sees a non-empty `users` list in `all-users`) makes the offer; the other side answers.
-"use strict";
+// Signaling goes through /static/turnkit-client.js: it reconnects and resumes the session by itself (the
+// call keeps going while it does), and an IceWatchdog moves the call to healthy TURN nodes with an ICE
+// restart when its path dies.
+import { IceWatchdog, TurnkitClient } from "./turnkit-client.js";
 
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -36,10 +39,12 @@
   const demo = {
     state: "idle", you: null, room: null, peer: null, relayOnly: false,
     iceServers: [], expiresAt: null, iceState: null, stats: null, errors: [], pc: null, queuedCandidates: 0,
+    signaling: "closed", resumes: 0, iceRestarts: 0, recoveries: [], offerer: false,
   };
   window.turnkitDemo = demo;
 
-  let ws = null;
+  let client = null;
+  let watchdog = null;
   let pc = null;
   let localStream = null;
   let pending = []; // ICE candidates that arrived before the remote description: {from, candidate}
@@ -68,8 +73,14 @@
     ui.error.textContent = "";
   }
 
+  const RELAYED = { offer: "sdp", answer: "sdp", "ice-candidate": "candidate" };
+
   function send(message) {
-    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(message));
+    if (!client) return;
+    const field = RELAYED[message.type];
+    // Relayed messages wait in the client's outbox while it reconnects; others need a live connection.
+    if (field) client.relay(message.type, message.to, { [field]: message[field] });
+    else client.send(message);
   }
 
   function rtcConfig() {
@@ -117,7 +128,10 @@
       if (conn !== pc) return;
       const s = conn.connectionState;
       if (s === "connected") setState("connected");
-      else if (s === "failed") {
+      else if (s === "failed" && watchdog && watchdog.restarts < 3) {
+        // The watchdog asks for fresh ICE servers and restarts ICE (a TURN node may have died).
+        setState("calling", "Connection lost; moving the call to another relay…");
+      } else if (s === "failed") {
         showError(demo.relayOnly
           ? "Call failed: no relay path. Are the TURN servers reachable and the credentials valid?"
           : "Call failed: no network path between the peers (try again with TURN relays reachable).");
@@ -125,10 +139,25 @@
       }
     };
     statsTimer = setInterval(() => collectStats(conn).catch(() => {}), STATS_INTERVAL_MS);
+    watchdog = new IceWatchdog(conn, client, {
+      // The side that made the first offer makes the restart offer (no glare); the other side only
+      // refreshes its ICE servers, and answers the restart offer with them.
+      restart: async () => {
+        if (conn !== pc) return;
+        demo.iceRestarts += 1;
+        if (!demo.offerer) return;
+        const offer = await conn.createOffer({ iceRestart: true });
+        await conn.setLocalDescription(offer);
+        send({ type: "offer", to: peerId, sdp: description(conn.localDescription) });
+      },
+      onRecovered: (ms) => demo.recoveries.push(ms),
+      onIceServers: (fresh) => applyIceServers(fresh.iceServers, fresh.expiresAt),
+    });
     return conn;
   }
 
   function closePeer() {
+    watchdog = null;
     if (statsTimer) clearInterval(statsTimer);
     statsTimer = null;
     if (pc) pc.close();
@@ -164,6 +193,14 @@
 
   const handlers = {
     "all-users": async (m) => {
+      if (m.resumed && pc) {
+        // Same peer id and room after a signaling reconnect: the call never stopped.
+        demo.resumes += 1;
+        applyIceServers(m.iceServers, m.expiresAt);
+        return;
+      }
+      if (pc) closePeer(); // a fresh session (the old one could not be resumed): start over
+      demo.offerer = m.users.length > 0;
       demo.you = m.you;
       demo.room = m.room;
       applyIceServers(m.iceServers, m.expiresAt);
@@ -184,7 +221,12 @@
     },
     offer: async (m) => {
       if (!pc || demo.peer !== m.from) createPeer(m.from);
-      setState("calling");
+      else if (["disconnected", "failed"].includes(pc.iceConnectionState)) {
+        // An ICE restart offer: answer it with fresh ICE servers (healthy nodes only).
+        const fresh = await client.iceServers();
+        applyIceServers(fresh.iceServers, fresh.expiresAt);
+      }
+      if (demo.state !== "connected") setState("calling");
       await pc.setRemoteDescription(m.sdp);
       await flushCandidates();
       const answer = await pc.createAnswer();
@@ -212,6 +254,7 @@
       applyIceServers(m.iceServers, m.expiresAt);
     },
     error: async (m) => {
+      if (m.code === "resume-failed") return; // the client joins again by itself ("rejoined")
       showError(`Server: ${m.message} (${m.code}${m.ref ? `, in ${m.ref}` : ""})`);
       if (m.code === "room-full" && demo.state === "connecting") {
         hangUp();
@@ -227,14 +270,7 @@
     if (pc) pc.setConfiguration(rtcConfig());
   }
 
-  function onMessage(event) {
-    let message;
-    try {
-      message = JSON.parse(event.data);
-    } catch {
-      showError("Server sent a frame that is not JSON");
-      return;
-    }
+  function onMessage(message) {
     const handler = handlers[message.type];
     if (!handler) return; // newer server, unknown event: ignore
     inbox = inbox.then(() => handler(message)).catch((err) => showError(`${message.type}: ${err.message || err}`));
@@ -270,31 +306,41 @@
       setState("error", "No camera or microphone");
       return showError(`Camera/microphone: ${err.message || err.name}`);
     }
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const socket = new WebSocket(`${scheme}://${location.host}/ws?token=${encodeURIComponent(token)}`);
-    ws = socket;
-    let opened = false;
-    socket.onopen = () => {
-      opened = true;
-      send({ type: "join-room", room });
-    };
-    socket.onmessage = onMessage;
-    socket.onclose = async (e) => {
-      if (socket !== ws) return; // an older, deliberately closed socket
-      ws = null;
-      closePeer();
-      stopMedia();
-      setState("error", "Disconnected");
-      showError(opened ? `Signaling connection closed (code ${e.code}${e.reason ? `: ${e.reason}` : ""})` : await explainRefusal(token));
-    };
+    const current = new TurnkitClient({ token });
+    client = current;
+    let joined = false;
+    for (const type of Object.keys(handlers)) {
+      current.addEventListener(type, (e) => {
+        if (current === client) onMessage(e.detail);
+      });
+    }
+    current.addEventListener("all-users", () => { joined = true; });
+    current.addEventListener("state", async (e) => {
+      if (current !== client) return;
+      demo.signaling = e.detail.state;
+      if (e.detail.state === "reconnecting" && !joined) {
+        // Never got in: a refused token or no server. Say why instead of retrying forever.
+        current.close();
+        client = null;
+        closePeer();
+        stopMedia();
+        setState("error", "Disconnected");
+        showError(await explainRefusal(token));
+      } else if (e.detail.state === "reconnecting") {
+        ui.statusText.textContent = "Signaling reconnecting…";
+      } else if (e.detail.state === "open" && demo.state !== "idle") {
+        ui.statusText.textContent = STATUS_TEXT[demo.state];
+      }
+    });
+    current.connect();
+    current.join(room);
   }
 
   function hangUp() {
-    send({ type: "leave-room" });
     closePeer();
-    const socket = ws;
-    ws = null;
-    if (socket) socket.close(1000, "hang up");
+    const current = client;
+    client = null;
+    if (current) current.close(); // leave-room, then close 1000: the server forgets the session
     stopMedia();
     demo.you = demo.room = null;
     ui.share.hidden = true;

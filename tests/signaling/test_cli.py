@@ -97,7 +97,8 @@ async def test_sigterm_closes_connections_1001_and_exits_0(tmp_path: Path) -> No
 
 @pytest.mark.asyncio
 async def test_processes_share_rooms_through_redis_and_reap_the_dead(tmp_path: Path, redis_server: RedisProc) -> None:
-    cfg = write_config(tmp_path, signaling={"redis_url": redis_server.url})
+    # A dead process's members are parked for resume first; a 1 s window keeps the wait short.
+    cfg = write_config(tmp_path, signaling={"redis_url": redis_server.url, "resume_window": 1})
     with (
         serving(cfg, tmp_path / "one.log") as (_one, port1),
         serving(cfg, tmp_path / "two.log") as (two, port2),
@@ -125,7 +126,7 @@ async def test_processes_share_rooms_through_redis_and_reap_the_dead(tmp_path: P
 
             os.kill(two.pid, signal.SIGKILL)
             # bounded: heartbeat TTL + one reaper period, with slack for a loaded machine
-            left = await a.expect("user-left", timeout=REAP_BOUND + TIMEOUT)
+            left = await a.expect("user-left", timeout=REAP_BOUND + 1 + TIMEOUT)
             assert left == {"type": "user-left", "id": bid}
         # the dead process's member is really gone: its slot can be taken
         async with client(port1, "alice") as a2, client(port1, "dave") as d:

@@ -261,7 +261,12 @@ def masked_text_frame(payload: bytes) -> bytes:
 
 
 async def test_silent_connection_is_dropped_by_keepalive(start_server: StartServer, backend: str | None) -> None:
-    async with start_server(backend, server_kw={"ping_interval": 0.5}) as srv, srv.client("alive") as alive:
+    # A dropped connection is parked for resume; a short window makes its user-left come soon.
+    sig = {"resume_window": 1}
+    async with (
+        start_server(backend, signaling=sig, server_kw={"ping_interval": 0.5}) as srv,
+        srv.client("alive") as alive,
+    ):
         reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
         writer.write(
             f"GET /ws?token={make_token('mute')} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
@@ -276,7 +281,7 @@ async def test_silent_connection_is_dropped_by_keepalive(start_server: StartServ
         mute_id = json.loads(await reader.readexactly(size))["you"]
         assert (await alive.join("k"))["users"] == [mute_id]
         # the mute client never answers pings; the responsive one does and stays
-        assert await alive.expect("user-left", timeout=15) == {"type": "user-left", "id": mute_id}
+        assert await alive.expect("user-left", timeout=20) == {"type": "user-left", "id": mute_id}
         assert srv.server.stats.closed["keepalive"] == 1
         await alive.send(type="ice-servers")
         await alive.expect("ice-servers")
