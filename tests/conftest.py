@@ -62,8 +62,11 @@ DAEMON_MODULES = frozenset(
         "provision/test_aws.py",  # moto_server
         "signaling/test_aiortc.py",  # coturn + signaling server
         "signaling/test_browser.py",  # chromium
+        "signaling/test_browser_ice_restart.py",  # chromium + two coturn nodes
+        "signaling/test_browser_resume.py",  # chromium + coturn + signaling restarted
         "signaling/test_cli.py",  # turnkit signaling serve
         "signaling/test_redis_reconnect.py",  # redis-server, restarted
+        "signaling/test_rolling.py",  # signaling processes restarted under 50 rooms
         "signaling/test_sentinel.py",  # redis-server + redis-sentinel
         "test_coturn.py",  # turnserver
     }
