@@ -75,6 +75,7 @@ DAEMON_MODULES = frozenset(
 DAEMON_TESTS = frozenset(
     {
         "signaling/test_limits.py::test_flood_leaves_one_timer_per_connection_and_no_memory_behind",  # signaling serve
+        "test_nginx_systemd.py::test_real_nginx_logs_ws_and_api_requests_without_their_tokens",  # nginx
     }
 )
 
