@@ -189,8 +189,20 @@ def coturn_service(cfg: Config, lay: Layout, node: Node, files: dict[str, render
     )
 
 
-def signaling_service(cfg: Config, lay: Layout, made: Materials) -> Service:
-    host, port = cfg.signaling.host, cfg.signaling.port
+def signaling_ports(cfg: Config) -> list[int]:
+    """One instance per `signaling.instances` when they share rooms through Redis; without
+    `signaling.redis_url` rooms live in one process, so the local region runs one."""
+    ports = render.signaling_ports(cfg)
+    return ports if cfg.signaling.redis_url else ports[:1]
+
+
+def signaling_name(cfg: Config, port: int) -> str:
+    """`signaling` for the first instance (the demo page's port), `signaling-<port>` for the others."""
+    return SIGNALING if port == cfg.signaling.port else f"{SIGNALING}-{port}"
+
+
+def signaling_service(cfg: Config, lay: Layout, made: Materials, port: int) -> Service:
+    host = cfg.signaling.host
     env = {
         cfg.signaling.jwt.secret_env: made.jwt,
         keyring.ENV_VAR: str(cfg.secrets_path),
@@ -198,8 +210,9 @@ def signaling_service(cfg: Config, lay: Layout, made: Materials) -> Service:
         **localmeter.reader_env(cfg, made.meter, lay.cert_files.ca),
     }
     argv = (*turnkit_argv(), "signaling", "serve", "--host", host, "--port", str(port), "--config", str(cfg.path))
+    reach = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
     return Service(
-        name=SIGNALING,
+        name=signaling_name(cfg, port),
         argv=argv,
         env=env,
         listens=(Listen(host, port, "tcp", "signaling.port"),),
@@ -207,6 +220,8 @@ def signaling_service(cfg: Config, lay: Layout, made: Materials) -> Service:
         # (a restart would drop the calls it is carrying).
         inputs=(cfg.path,),
         detail=f"turnkit signaling on http://{host}:{port}",
+        # Rolling: the next instance restarts only once this one answers /readyz.
+        ready_url=f"http://{reach}:{port}/readyz",
     )
 
 
@@ -223,7 +238,7 @@ def describe_services(cfg: Config, lay: Layout, nodes: Sequence[Node], made: Mat
             coturn_service(cfg, lay, node, files),
             localmeter.meter_service(cfg, lay.meter, made.meter, node, index, ca, turnkit_argv()),
         ]
-    return [*out, signaling_service(cfg, lay, made)]
+    return [*out, *(signaling_service(cfg, lay, made, port) for port in signaling_ports(cfg))]
 
 
 # -- 3. run -----------------------------------------------------------------------------------

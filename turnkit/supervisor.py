@@ -69,6 +69,9 @@ class Service:
     inputs: tuple[Path, ...] = ()
     files: Mapping[Path, str] = field(default_factory=dict, repr=False)
     detail: str = ""
+    #: An HTTP URL that answers 200 once the service is ready (the next one of a rolling
+    #: restart only starts then); None: ready when its ports answer.
+    ready_url: str | None = None
 
     def fingerprint(self) -> str:
         """Hash of everything that should trigger a restart when it changes (secrets included, hashed)."""
@@ -238,6 +241,17 @@ def _serving(service: Service) -> bool:
     return True
 
 
+def _ready(url: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
 def _environment(extra: Mapping[str, str]) -> dict[str, str]:
     """This process's environment without turnkit's own settings, plus the service's."""
     return {**{k: v for k, v in os.environ.items() if not k.startswith("TURNKIT_")}, **extra}
@@ -275,6 +289,12 @@ def start(lay: Layout, service: Service, progress: Progress) -> Running:
             raise DaemonError(f"{service.name} did not open its ports within {START_TIMEOUT:.0f}s (see {logfile})")
         time.sleep(0.05)
     progress(f"started {service.name} (pid {proc.pid})")
+    if service.ready_url is not None:
+        while not _ready(service.ready_url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise DaemonError(f"{service.name} did not become ready at {service.ready_url} (see {logfile})")
+            time.sleep(0.1)
+        progress(f"{service.name} is ready")
     return rec
 
 
