@@ -41,6 +41,7 @@ SECRET_VARS: frozenset[str] = frozenset(
         "coturn_static_auth_secrets",
         "coturn_key_pem",
         "coturn_statsdb_password",
+        "coturn_meter_central_url",
         "signaling_secrets_json",
         "signaling_environment",
     }

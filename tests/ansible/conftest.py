@@ -19,6 +19,9 @@ from turnkit.config import Config
 from turnkit.nodes import Node
 
 #: No systemd in a chroot: every role enables its units by symlink instead of starting them.
+#: The node's statsdb password and its central-store URL (secrets: extra-vars file only).
+STATSDB_PASSWORD = "statsdb0123456789abcdef0123456789"
+CENTRAL_URL = "rediss://meter-turn-1:central0123456789abcdef@signaling.example.test:6380/0"
 NO_SYSTEMD = {f"{role}_manage_service": False for role in ("coturn", "nginx", "certbot", "signaling", "probe")}
 COTURN_VERSION = "4.6.1"
 
@@ -56,6 +59,8 @@ class Target:
             "coturn_key_pem": self.certs.key.read_text(),
             "signaling_secrets_json": self.keyring_json,
             "signaling_environment": {"TURNKIT_JWT_SECRET": JWT_SECRET},
+            "coturn_statsdb_password": STATSDB_PASSWORD,
+            "coturn_meter_central_url": CENTRAL_URL,
         }
 
     def run(self, secret_vars: dict[str, Any] | None = None) -> tuple[ansible.RunResult, str]:
