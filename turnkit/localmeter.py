@@ -26,9 +26,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from turnkit import pki
+from turnkit import pki, render, resources
 from turnkit.config import Config
-from turnkit.errors import ConfigError, RenderError
+from turnkit.errors import ConfigError
 from turnkit.fsutil import atomic_write
 from turnkit.meter import secret
 from turnkit.meter.gate import CA_ENV
@@ -36,6 +36,8 @@ from turnkit.nodes import Node
 from turnkit.supervisor import Listen, Service
 
 CENTRAL = "meter-central"
+#: The central store's config, shared with the signaling role (one template set).
+USAGE_STORE_TEMPLATE = "redis/turnkit-usage.conf.j2"
 READER = "usage"
 STATSDB_URL_ENV = "TURNKIT_STATSDB_URL"
 STATSDB_PASSWORD_ENV = "TURNKIT_STATSDB_PASSWORD"
@@ -115,13 +117,6 @@ def node_overrides(cfg: Config, keys: Keys, node: Node, index: int) -> dict[str,
     return {"coturn_statsdb_password": keys.statsdb(node), "coturn_statsdb_port": statsdb_port(cfg, index)}
 
 
-def _quote(value: str) -> str:
-    """A Redis config argument in double quotes (its parser's escapes); control characters refused."""
-    if any(ord(c) < 32 or c == "\x7f" for c in value):
-        raise RenderError(f"redis config: control character in `{value[:60]!r}`")
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def statsdb_service(cfg: Config, paths: Paths, node: Node, index: int, conf_text: str) -> Service:
     """The node's statsdb Redis; `conf_text` is the rendered template (holds `requirepass`, 0600)."""
     workdir = paths.node(node)
@@ -177,34 +172,28 @@ def acl_text(keys: Keys, nodes: Sequence[Node]) -> str:
 
 
 def central_service(cfg: Config, paths: Paths, keys: Keys, nodes: Sequence[Node], certs: pki.CertFiles) -> Service:
-    """The central usage store as the signaling host runs it: TLS only, ACL users, AOF."""
+    """The central usage store as the signaling host runs it (the signaling role's template): TLS
+    only, ACL users, AOF; only the bind address and the paths differ."""
     workdir = paths.central
     conf, acl = workdir / "redis.conf", workdir / "users.acl"
     port = cfg.meter.central_port
-    settings = [
-        "port 0",
-        f"tls-port {port}",
-        "bind 127.0.0.1",
-        f"tls-cert-file {_quote(str(certs.cert))}",
-        f"tls-key-file {_quote(str(certs.key))}",
-        f"tls-ca-cert-file {_quote(str(certs.ca))}",
-        "tls-auth-clients no",
-        f"aclfile {_quote(str(acl))}",
-        f"dir {_quote(str(workdir))}",
-        f"pidfile {_quote(str(workdir / 'redis.pid'))}",
-        "appendonly yes",
-        "appendfsync always",
-        'save ""',
-        'logfile ""',
-    ]
+    context = {
+        "signaling_usage_store_bind": "127.0.0.1",
+        "signaling_usage_store_port": port,
+        "signaling_usage_store_cert_file": str(certs.cert),
+        "signaling_usage_store_key_file": str(certs.key),
+        "signaling_usage_store_acl_file": str(acl),
+        "signaling_usage_store_dir": str(workdir),
+    }
+    env = render.environment(resources.template_dir())
+    text = render.render_template(env, USAGE_STORE_TEMPLATE, context)
     return Service(
         name=CENTRAL,
-        argv=("redis-server", str(conf), "--set-proc-title", "no"),
+        argv=("redis-server", str(conf), "--set-proc-title", "no", "--pidfile", str(workdir / "redis.pid")),
         env={},
         listens=(Listen("127.0.0.1", port, "tcp", "meter.central_port"),),
         inputs=(certs.cert,),
-        files={conf: "# managed by turnkit: the local region's central usage store\n" + "\n".join(settings) + "\n",
-               acl: acl_text(keys, nodes)},
+        files={conf: text, acl: acl_text(keys, nodes)},
         detail=f"central usage store rediss://127.0.0.1:{port}",
     )  # fmt: skip
 
