@@ -178,8 +178,8 @@ def central_service(cfg: Config, paths: Paths, keys: Keys, nodes: Sequence[Node]
     conf, acl = workdir / "redis.conf", workdir / "users.acl"
     port = cfg.meter.central_port
     context = {
+        **render.usage_store_context(cfg, nodes),
         "signaling_usage_store_bind": "127.0.0.1",
-        "signaling_usage_store_port": port,
         "signaling_usage_store_cert_file": str(certs.cert),
         "signaling_usage_store_key_file": str(certs.key),
         "signaling_usage_store_acl_file": str(acl),

@@ -166,7 +166,7 @@ ROLE_CONTEXTS = {
     "coturn": lambda cfg, nodes: render.coturn_context(cfg, nodes[0], ["s"], "4.6.1"),
     "nginx": render.nginx_context,
     "certbot": render.certbot_context,
-    "signaling": render.signaling_context,
+    "signaling": lambda cfg, nodes: {**render.signaling_context(cfg, nodes), **render.usage_store_context(cfg, nodes)},
     "probe": render.probe_context,
 }
 

@@ -18,7 +18,16 @@ import redis
 from cryptography import x509
 
 from tests import daemons, turnclient
-from tests.ansible.conftest import CENTRAL_URL, COTURN_VERSION, JWT_SECRET, NO_SYSTEMD, STATSDB_PASSWORD, Target
+from tests.ansible.conftest import (
+    CENTRAL_URL,
+    COTURN_VERSION,
+    JWT_SECRET,
+    NO_SYSTEMD,
+    STATSDB_PASSWORD,
+    USAGE_STORE_ACL,
+    USAGE_STORE_PASSWORD,
+    Target,
+)
 from tests.certs.pebble import pebble_running
 from turnkit import ansible, credentials, render, resources, secretdb
 
@@ -49,6 +58,7 @@ ENABLED = {
     "timers.target.wants/turnkit-probe.timer": "/etc/systemd/system/turnkit-probe.timer",
     "multi-user.target.wants/redis-server@turnkit-statsdb.service": "/lib/systemd/system/redis-server@.service",
     "multi-user.target.wants/turnkit-meter.service": "/etc/systemd/system/turnkit-meter.service",
+    "multi-user.target.wants/redis-server@turnkit-usage.service": "/lib/systemd/system/redis-server@.service",
     "timers.target.wants/certbot.timer": "/lib/systemd/system/certbot.timer",
 }
 
@@ -110,7 +120,8 @@ def test_file_owners_and_modes(target: Target) -> None:
         "/etc/turnserver.conf", "/etc/turnkit/certs", "/etc/turnkit/certs/fullchain.pem",
         "/etc/turnkit/certs/privkey.pem", "/etc/letsencrypt/renewal-hooks/deploy/turnkit-install-certs.sh",
         "/var/lib/turn/turndb", "/etc/redis/redis-turnkit-statsdb.conf", "/etc/turnkit/meter.env",
-        "/etc/systemd/system/turnkit-meter.service",
+        "/etc/systemd/system/turnkit-meter.service", "/etc/redis/redis-turnkit-usage.conf",
+        "/etc/redis/turnkit-usage", "/etc/redis/turnkit-usage/users.acl", "/etc/redis/turnkit-usage/privkey.pem",
     )  # fmt: skip
     assert stat.stdout.splitlines() == [
         "/etc/turnserver.conf root:turnserver 640",
@@ -122,7 +133,36 @@ def test_file_owners_and_modes(target: Target) -> None:
         "/etc/redis/redis-turnkit-statsdb.conf root:redis 640",
         "/etc/turnkit/meter.env root:root 600",
         "/etc/systemd/system/turnkit-meter.service root:root 644",
+        "/etc/redis/redis-turnkit-usage.conf root:redis 640",
+        "/etc/redis/turnkit-usage root:redis 750",
+        "/etc/redis/turnkit-usage/users.acl root:redis 640",
+        "/etc/redis/turnkit-usage/privkey.pem root:redis 640",
     ]
+    assert (target.root / "etc/redis/turnkit-usage/users.acl").read_text() == USAGE_STORE_ACL
+
+
+def test_installed_usage_store_serves_tls_to_its_acl_users_only(target: Target) -> None:
+    """The Debian redis-server in the target runs the central store from the role's files."""
+    port = target.region_overrides["signaling_usage_store_port"]
+    proc = subprocess.Popen(
+        ["chroot", str(target.root), "redis-server", "/etc/redis/redis-turnkit-usage.conf",
+         "--pidfile", "/tmp/usage-store-test.pid"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        daemons.wait_port(port)
+        tls = {"ssl": True, "ssl_ca_certs": str(target.certs.ca), "socket_timeout": 5}
+        node = redis.Redis(host="127.0.0.1", port=port, username="meter-turn-1", password=USAGE_STORE_PASSWORD, **tls)
+        assert node.ping() is True
+        assert node.hincrby("turnkit:usage:test", "x", 1) == 1
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            node.get("elsewhere")  # ~turnkit:usage:* and its commands only
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(host="127.0.0.1", port=port, username="meter-turn-1", password="wrong", **tls).ping()
+        with pytest.raises((redis.ConnectionError, redis.TimeoutError)):
+            redis.Redis(host="127.0.0.1", port=port, socket_timeout=5).ping()  # no plain-text port
+    finally:
+        daemons.stop_process(proc)
 
 
 def test_installed_statsdb_redis_runs_from_the_written_config(target: Target) -> None:
