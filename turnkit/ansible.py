@@ -41,8 +41,10 @@ SECRET_VARS: frozenset[str] = frozenset(
         "coturn_static_auth_secrets",
         "coturn_key_pem",
         "coturn_statsdb_password",
+        "coturn_meter_central_url",
         "signaling_secrets_json",
         "signaling_environment",
+        "signaling_usage_store_acl",
     }
 )
 
@@ -210,7 +212,13 @@ def _address(node: Node, addresses: Mapping[str, str] | None) -> str:
 def _signaling_vars(cfg: Config, nodes: Sequence[Node], certificates: bool, node_state: bool) -> dict[str, Any]:
     """Group variables of the signaling host: the nginx, certbot, signaling and probe contexts."""
     merged: dict[str, Any] = {}
-    for context in (render.nginx_context, render.certbot_context, render.signaling_context, render.probe_context):
+    for context in (
+        render.nginx_context,
+        render.certbot_context,
+        render.signaling_context,
+        render.probe_context,
+        render.usage_store_context,
+    ):
         merged.update(context(cfg, nodes))
     if certificates:
         merged["certbot_domains"] = [merged["nginx_server_name"]]

@@ -89,6 +89,8 @@ class Coturn(_Model):
     tcp_relay: bool = False
     cert_dir: AbsolutePath = "/etc/turnkit/certs"
     max_bps: Annotated[int, Field(ge=0)] = 0
+    #: How long a deploy waits for a node's live allocations to end before a coturn restart.
+    drain_timeout: Annotated[float, Field(ge=0, le=86400)] = 300.0
 
 
 class Jwt(_Model):
@@ -340,6 +342,8 @@ class Meter(_Model):
 
     statsdb_port: Port = 6390
     statsdb_dbname: Annotated[int, Field(ge=0, le=15)] = 0
+    #: TLS port of the central usage store on the signaling host.
+    central_port: Port = 6380
     central_url_env: str = "TURNKIT_METER_CENTRAL_URL"
     buffer: str = "/var/lib/turnkit-meter/buffer.sqlite"
     flush_interval: Annotated[float, Field(gt=0, le=3600)] = 10.0

@@ -217,6 +217,18 @@ def signaling_context(cfg: Config, nodes: Sequence[Node]) -> dict[str, Any]:
     }
 
 
+def usage_store_context(cfg: Config, nodes: Sequence[Node]) -> dict[str, Any]:
+    """Variables of the signaling role's central usage store (issue 14, docs/metering.md)."""
+    return {
+        "signaling_usage_store_bind": "0.0.0.0",
+        "signaling_usage_store_port": cfg.meter.central_port,
+        "signaling_usage_store_cert_file": "/etc/redis/turnkit-usage/fullchain.pem",
+        "signaling_usage_store_key_file": "/etc/redis/turnkit-usage/privkey.pem",
+        "signaling_usage_store_acl_file": "/etc/redis/turnkit-usage/users.acl",
+        "signaling_usage_store_dir": "/var/lib/redis",
+    }
+
+
 def nginx_context(cfg: Config, nodes: Sequence[Node]) -> dict[str, Any]:
     """Variables of the `nginx` role: the signaling host, and 443 shared with TURN/TLS if asked."""
     server_name = cfg.signaling.server_name or cfg.project.domain
@@ -294,6 +306,7 @@ REGION_TARGETS: tuple[Target, ...] = (
     Target("systemd/turnkit-probe.service.j2", "signaling/systemd/turnkit-probe.service", 0o644, probe_context),
     Target("systemd/turnkit-probe.timer.j2", "signaling/systemd/turnkit-probe.timer", 0o644, probe_context),
     Target("certbot/cli.ini.j2", "signaling/letsencrypt/cli.ini", 0o644, certbot_context),
+    Target("redis/turnkit-usage.conf.j2", "signaling/redis/redis-turnkit-usage.conf", 0o640, usage_store_context),
     Target("certbot/deploy-hook.sh.j2", "signaling/letsencrypt/renewal-hooks/deploy/turnkit-install-certs.sh",
            0o755, certbot_context),
 )  # fmt: skip

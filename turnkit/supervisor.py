@@ -17,7 +17,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -69,6 +69,9 @@ class Service:
     inputs: tuple[Path, ...] = ()
     files: Mapping[Path, str] = field(default_factory=dict, repr=False)
     detail: str = ""
+    #: An HTTP URL that answers 200 once the service is ready (the next one of a rolling
+    #: restart only starts then); None: ready when its ports answer.
+    ready_url: str | None = None
 
     def fingerprint(self) -> str:
         """Hash of everything that should trigger a restart when it changes (secrets included, hashed)."""
@@ -87,6 +90,15 @@ class Service:
         for path, text in self.files.items():
             if not path.exists() or path.read_text() != text:
                 atomic_write(path, text, mode=0o600)
+
+
+#: Runs a restart of a service its own way: gets the service and the plain restart to call
+#: (e.g. take a TURN node out of service first, and put it back after a passing probe).
+Around = Callable[["Service", Callable[[], None]], None]
+
+
+def plain(service: Service, restart: Callable[[], None]) -> None:
+    restart()
 
 
 @dataclass(frozen=True)
@@ -229,6 +241,17 @@ def _serving(service: Service) -> bool:
     return True
 
 
+def _ready(url: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
 def _environment(extra: Mapping[str, str]) -> dict[str, str]:
     """This process's environment without turnkit's own settings, plus the service's."""
     return {**{k: v for k, v in os.environ.items() if not k.startswith("TURNKIT_")}, **extra}
@@ -238,6 +261,8 @@ def start(lay: Layout, service: Service, progress: Progress) -> Running:
     """Start detached (own session), record the pidfile, wait until every TCP port answers."""
     check_ports(service)
     lay.logs.mkdir(parents=True, exist_ok=True)
+    # Owner only: daemons may log what they were configured with (coturn logs its statsdb password).
+    os.chmod(lay.logs, 0o700)
     logfile = lay.logfile(service.name)
     with logfile.open("ab") as out:
         try:
@@ -264,6 +289,12 @@ def start(lay: Layout, service: Service, progress: Progress) -> Running:
             raise DaemonError(f"{service.name} did not open its ports within {START_TIMEOUT:.0f}s (see {logfile})")
         time.sleep(0.05)
     progress(f"started {service.name} (pid {proc.pid})")
+    if service.ready_url is not None:
+        while not _ready(service.ready_url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise DaemonError(f"{service.name} did not become ready at {service.ready_url} (see {logfile})")
+            time.sleep(0.1)
+        progress(f"{service.name} is ready")
     return rec
 
 
@@ -293,15 +324,19 @@ def stop(lay: Layout, name: str, progress: Progress, timeout: float = STOP_TIMEO
     return True
 
 
-def ensure(lay: Layout, service: Service, progress: Progress) -> Outcome:
-    """Start, restart or keep one service."""
+def ensure(lay: Layout, service: Service, progress: Progress, around: Around = plain) -> Outcome:
+    """Start, restart (through `around`) or keep one service."""
     rec = running(lay, service.name)
     if rec is not None and rec.fingerprint == service.fingerprint() and _serving(service):
         return Outcome.KEPT
     if rec is not None:
-        stop(lay, service.name, progress)
-        wait_ports_free(service)
-        start(lay, service, progress)
+
+        def restart() -> None:
+            stop(lay, service.name, progress)
+            wait_ports_free(service)
+            start(lay, service, progress)
+
+        around(service, restart)
         return Outcome.RESTARTED
     lay.pidfile(service.name).unlink(missing_ok=True)
     start(lay, service, progress)
@@ -314,15 +349,19 @@ def known(lay: Layout, first: str = "") -> list[str]:
     return sorted(names, key=lambda n: (not (first and n.startswith(first)), n))
 
 
-def converge(lay: Layout, services: Sequence[Service], progress: Progress) -> dict[str, Outcome]:
+def converge(
+    lay: Layout, services: Sequence[Service], progress: Progress, around: Mapping[str, Around] | None = None
+) -> dict[str, Outcome]:
     """Stop services no longer wanted, report every busy port before anything starts, then ensure
-    each service in order (one at a time: a rolling restart)."""
+    each service in order (one at a time: a rolling restart). `around[name]` runs that service's
+    restart (a fresh start or a kept service does not go through it)."""
+    wrappers = around or {}
     for stale in set(known(lay)) - {s.name for s in services}:
         stop(lay, stale, progress)
     for service in services:
         if running(lay, service.name) is None:
             check_ports(service)
-    return {s.name: ensure(lay, s, progress) for s in services}
+    return {s.name: ensure(lay, s, progress, wrappers.get(s.name, plain)) for s in services}
 
 
 def stop_all(lay: Layout, progress: Progress, first: str = "") -> list[str]:

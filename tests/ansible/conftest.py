@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import time
 from collections.abc import Iterator
@@ -19,6 +20,16 @@ from turnkit.config import Config
 from turnkit.nodes import Node
 
 #: No systemd in a chroot: every role enables its units by symlink instead of starting them.
+#: The node's statsdb password and its central-store URL (secrets: extra-vars file only).
+STATSDB_PASSWORD = "statsdb0123456789abcdef0123456789"
+CENTRAL_URL = "rediss://meter-turn-1:central0123456789abcdef@signaling.example.test:6380/0"
+#: The central usage store's users: `meter-turn-1` (writer) by password hash.
+USAGE_STORE_PASSWORD = "central0123456789abcdef"
+USAGE_STORE_ACL = (
+    f"user default on #{hashlib.sha256(b'unguessable-default-0123456789').hexdigest()} ~* &* +@all\n"
+    f"user meter-turn-1 on #{hashlib.sha256(USAGE_STORE_PASSWORD.encode()).hexdigest()} ~turnkit:usage:* "
+    "+eval +hincrby +set +hgetall +hget +scan +ping +hello +auth +client\n"
+)
 NO_SYSTEMD = {f"{role}_manage_service": False for role in ("coturn", "nginx", "certbot", "signaling", "probe")}
 COTURN_VERSION = "4.6.1"
 
@@ -56,6 +67,9 @@ class Target:
             "coturn_key_pem": self.certs.key.read_text(),
             "signaling_secrets_json": self.keyring_json,
             "signaling_environment": {"TURNKIT_JWT_SECRET": JWT_SECRET},
+            "coturn_statsdb_password": STATSDB_PASSWORD,
+            "coturn_meter_central_url": CENTRAL_URL,
+            "signaling_usage_store_acl": USAGE_STORE_ACL,
         }
 
     def run(self, secret_vars: dict[str, Any] | None = None) -> tuple[ansible.RunResult, str]:
@@ -88,6 +102,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         region_overrides = {
             "nginx_cert_file": "/etc/turnkit/certs/fullchain.pem",
             "nginx_key_file": "/etc/turnkit/certs/privkey.pem",
+            "signaling_usage_store_port": daemons.free_port(),
         }
         ring = keyring.init(int(time.time()))
         t = Target(

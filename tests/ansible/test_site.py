@@ -14,10 +14,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from cryptography import x509
 
 from tests import daemons, turnclient
-from tests.ansible.conftest import COTURN_VERSION, JWT_SECRET, NO_SYSTEMD, Target
+from tests.ansible.conftest import (
+    CENTRAL_URL,
+    COTURN_VERSION,
+    JWT_SECRET,
+    NO_SYSTEMD,
+    STATSDB_PASSWORD,
+    USAGE_STORE_ACL,
+    USAGE_STORE_PASSWORD,
+    Target,
+)
 from tests.certs.pebble import pebble_running
 from turnkit import ansible, credentials, render, resources, secretdb
 
@@ -27,6 +37,8 @@ DOMAIN = "turn.example.test"
 RENDERED_AS = {
     "/etc/turnserver.conf": "turn-1/turnserver.conf",
     "/etc/systemd/system/coturn.service.d/turnkit.conf": "turn-1/systemd/coturn.service.d/turnkit.conf",
+    "/etc/redis/redis-turnkit-statsdb.conf": "turn-1/redis/redis-turnkit-statsdb.conf",
+    "/etc/systemd/system/turnkit-meter.service": "turn-1/systemd/turnkit-meter.service",
     "/etc/nginx/nginx.conf": "signaling/nginx/nginx.conf",
     "/etc/systemd/system/turnkit-signaling@.service": "signaling/systemd/turnkit-signaling@.service",
     "/etc/systemd/system/turnkit-probe.service": "signaling/systemd/turnkit-probe.service",
@@ -44,6 +56,9 @@ ENABLED = {
     "multi-user.target.wants/turnkit-signaling@8080.service": "/etc/systemd/system/turnkit-signaling@.service",
     "multi-user.target.wants/turnkit-signaling@8081.service": "/etc/systemd/system/turnkit-signaling@.service",
     "timers.target.wants/turnkit-probe.timer": "/etc/systemd/system/turnkit-probe.timer",
+    "multi-user.target.wants/redis-server@turnkit-statsdb.service": "/lib/systemd/system/redis-server@.service",
+    "multi-user.target.wants/turnkit-meter.service": "/etc/systemd/system/turnkit-meter.service",
+    "multi-user.target.wants/redis-server@turnkit-usage.service": "/lib/systemd/system/redis-server@.service",
     "timers.target.wants/certbot.timer": "/lib/systemd/system/certbot.timer",
 }
 
@@ -71,7 +86,7 @@ def test_files_are_byte_identical_to_turnkit_render(target: Target) -> None:
     """One template set: what Ansible wrote equals `turnkit render` with the same variables."""
     files = render.render_region(
         target.cfg, [target.node], [target.secret], COTURN_VERSION, resources.template_dir(),
-        {**target.host_overrides, **target.region_overrides},
+        {**target.host_overrides, **target.region_overrides, "coturn_statsdb_password": STATSDB_PASSWORD},
     )  # fmt: skip
     for path, key in RENDERED_AS.items():
         written = (target.root / path.lstrip("/")).read_text()
@@ -89,7 +104,13 @@ def test_secrets_reach_the_target_but_not_the_output(target: Target) -> None:
     assert env_file.read_text() == f"TURNKIT_JWT_SECRET={JWT_SECRET}\n"
     assert env_file.stat().st_mode & 0o777 == 0o600
     key_line = target.certs.key.read_text().splitlines()[1]
-    for leaked in (target.secret, key_line, target.keyring_json.strip(), JWT_SECRET):
+    meter_env = target.root / "etc/turnkit/meter.env"
+    assert meter_env.read_text() == (
+        f"TURNKIT_STATSDB_URL=redis://127.0.0.1:6390/0\nTURNKIT_STATSDB_PASSWORD={STATSDB_PASSWORD}\n"
+        f"TURNKIT_METER_CENTRAL_URL={CENTRAL_URL}\n"
+    )
+    assert f"password={STATSDB_PASSWORD} " in conf  # coturn's statsdb line: in the 0640 root:turnserver file
+    for leaked in (target.secret, key_line, target.keyring_json.strip(), JWT_SECRET, STATSDB_PASSWORD, CENTRAL_URL):
         assert leaked not in target.output
 
 
@@ -98,7 +119,9 @@ def test_file_owners_and_modes(target: Target) -> None:
         target, "stat", "-c", "%n %U:%G %a",
         "/etc/turnserver.conf", "/etc/turnkit/certs", "/etc/turnkit/certs/fullchain.pem",
         "/etc/turnkit/certs/privkey.pem", "/etc/letsencrypt/renewal-hooks/deploy/turnkit-install-certs.sh",
-        "/var/lib/turn/turndb",
+        "/var/lib/turn/turndb", "/etc/redis/redis-turnkit-statsdb.conf", "/etc/turnkit/meter.env",
+        "/etc/systemd/system/turnkit-meter.service", "/etc/redis/redis-turnkit-usage.conf",
+        "/etc/redis/turnkit-usage", "/etc/redis/turnkit-usage/users.acl", "/etc/redis/turnkit-usage/privkey.pem",
     )  # fmt: skip
     assert stat.stdout.splitlines() == [
         "/etc/turnserver.conf root:turnserver 640",
@@ -107,7 +130,56 @@ def test_file_owners_and_modes(target: Target) -> None:
         "/etc/turnkit/certs/privkey.pem turnserver:turnserver 400",
         "/etc/letsencrypt/renewal-hooks/deploy/turnkit-install-certs.sh root:root 755",
         "/var/lib/turn/turndb turnserver:turnserver 600",
+        "/etc/redis/redis-turnkit-statsdb.conf root:redis 640",
+        "/etc/turnkit/meter.env root:root 600",
+        "/etc/systemd/system/turnkit-meter.service root:root 644",
+        "/etc/redis/redis-turnkit-usage.conf root:redis 640",
+        "/etc/redis/turnkit-usage root:redis 750",
+        "/etc/redis/turnkit-usage/users.acl root:redis 640",
+        "/etc/redis/turnkit-usage/privkey.pem root:redis 640",
     ]
+    assert (target.root / "etc/redis/turnkit-usage/users.acl").read_text() == USAGE_STORE_ACL
+
+
+def test_installed_usage_store_serves_tls_to_its_acl_users_only(target: Target) -> None:
+    """The Debian redis-server in the target runs the central store from the role's files."""
+    port = target.region_overrides["signaling_usage_store_port"]
+    proc = subprocess.Popen(
+        ["chroot", str(target.root), "redis-server", "/etc/redis/redis-turnkit-usage.conf",
+         "--pidfile", "/tmp/usage-store-test.pid"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        daemons.wait_port(port)
+        tls = {"ssl": True, "ssl_ca_certs": str(target.certs.ca), "socket_timeout": 5}
+        node = redis.Redis(host="127.0.0.1", port=port, username="meter-turn-1", password=USAGE_STORE_PASSWORD, **tls)
+        assert node.ping() is True
+        assert node.hincrby("turnkit:usage:test", "x", 1) == 1
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            node.get("elsewhere")  # ~turnkit:usage:* and its commands only
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(host="127.0.0.1", port=port, username="meter-turn-1", password="wrong", **tls).ping()
+        with pytest.raises((redis.ConnectionError, redis.TimeoutError)):
+            redis.Redis(host="127.0.0.1", port=port, socket_timeout=5).ping()  # no plain-text port
+    finally:
+        daemons.stop_process(proc)
+
+
+def test_installed_statsdb_redis_runs_from_the_written_config(target: Target) -> None:
+    """The Debian redis-server in the target loads the role's config and wants its password."""
+    port = daemons.free_port()
+    proc = subprocess.Popen(
+        ["chroot", str(target.root), "redis-server", "/etc/redis/redis-turnkit-statsdb.conf", "--port", str(port),
+         "--pidfile", "/tmp/statsdb-test.pid"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        daemons.wait_port(port)
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=port, socket_timeout=5).ping()
+        assert redis.Redis(port=port, password=STATSDB_PASSWORD, socket_timeout=5).ping() is True
+    finally:
+        daemons.stop_process(proc)
 
 
 def test_units_are_enabled(target: Target) -> None:

@@ -28,6 +28,10 @@ def alive(pid: int) -> bool:
     return False
 
 
+#: What a one-node local region runs: the central usage store, statsdb + coturn + meter, signaling.
+SERVICES = ("meter-central", "statsdb-turn-1", "coturn-turn-1", "meter-turn-1", "signaling")
+
+
 def ice_servers(site: Site, token: str) -> dict[str, object]:
     req = urllib.request.Request(
         f"http://127.0.0.1:{site.signaling}/api/ice-servers", headers={"Authorization": f"Bearer {token}"}
@@ -76,7 +80,7 @@ def test_deploy_local_brings_up_a_probed_stack_and_down_stops_it(site: Site) -> 
 
     # Re-running changes nothing that is up to date: same processes.
     pids = localstack.status(cfg, "local")
-    assert set(pids) == {"coturn-turn-1", "signaling"} and all(pids.values())
+    assert set(pids) == set(SERVICES) and all(pids.values())
     again = site.cli("deploy", "--region", "local", "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["ok"] is True
@@ -90,7 +94,7 @@ def test_deploy_local_brings_up_a_probed_stack_and_down_stops_it(site: Site) -> 
 
     down = site.cli("down", "--region", "local")
     assert down.returncode == 0, down.stderr
-    assert down.stdout.strip() == "stopped 2 process(es) of region `local`"
+    assert down.stdout.strip() == f"stopped {len(SERVICES)} process(es) of region `local`"
     assert not any(alive(pid) for pid in pids.values() if pid)
     assert list(lay.run.glob("*.json")) == []
     assert site.cli("down", "--region", "local").stdout.strip() == "stopped 0 process(es) of region `local`"
@@ -120,7 +124,10 @@ def test_dry_run_only_plans(site: Site) -> None:
     out = site.cli("deploy", "--region", "local", "--dry-run")
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [
+        f"create process meter-central (central usage store rediss://127.0.0.1:{site.central})",
+        f"create process statsdb-turn-1 (statsdb redis-server on 127.0.0.1:{site.statsdb})",
         f"create process coturn-turn-1 (turnserver on 127.0.0.1:{site.listening}/udp+tcp, {site.tls}/tls)",
+        f"create process meter-turn-1 (turnkit meter for turn-1, /metrics on 127.0.0.1:{site.metrics})",
         f"create process signaling (turnkit signaling on http://127.0.0.1:{site.signaling})",
     ]
     assert localstack.status(site.load(), "local") == {}

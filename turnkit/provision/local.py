@@ -36,7 +36,9 @@ class LocalProvider(Provider[None]):
     def _compute_diff(self) -> Diff[None]:
         """Which processes would start; running ones show as `keep` (a changed config restarts them)."""
         actions = []
-        for service in localstack.describe_services(self.cfg, self.layout, self.nodes(), (), ""):
+        for service in localstack.describe_services(
+            self.cfg, self.layout, self.nodes(), localstack.Materials.placeholder()
+        ):
             rec = supervisor.running(self.layout, service.name)
             if rec is not None:
                 actions.append(Action("keep", "process", service.name, f"pid {rec.pid}"))
@@ -46,8 +48,17 @@ class LocalProvider(Provider[None]):
 
     def _execute(self, diff: Diff[None], progress: Progress) -> list[Node]:
         nodes = self.nodes()
-        localstack.up(self.cfg, self.region, nodes, clock.now(), progress)
+        localstack.up(self.cfg, self.region, nodes, clock.now(), progress, self._checker(progress))
         return nodes
+
+    def _checker(self, progress: Progress) -> localstack.NodeCheck:
+        """Probe one node (after its coturn restarted): passes when every check does."""
+        from turnkit import deploy
+
+        def check(node: Node) -> bool:
+            return all(r.ok for r in deploy.probe(self.cfg, [node], self.ca_file(), progress))
+
+        return check
 
     def destroy_plan(self) -> list[Action]:
         return [
@@ -80,7 +91,7 @@ class LocalProvider(Provider[None]):
         nodes = self.nodes()
 
         def up() -> None:
-            localstack.up(self.cfg, self.region, nodes, clock.now(), progress)
+            localstack.up(self.cfg, self.region, nodes, clock.now(), progress, self._checker(progress))
 
         report.promoted = deploy.rollout(self.cfg, up, up, progress)
         progress("==> probe")

@@ -1,0 +1,116 @@
+"""The local region meters too (issue 14): statsdb, coturn with statsdb, meter and central store, deployed.
+
+`turnkit deploy --region local`, real relayed bytes through its coturn, then `turnkit usage --region
+local --json` reports them; the passwords are in no argv and no file anyone else can read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+import time
+from pathlib import Path
+
+from tests import turnclient
+from tests.deploy.conftest import Site
+from turnkit import clock, credentials, keyring, localmeter, localstack
+from turnkit.nodes import region_nodes
+
+PAYLOAD = 1000
+PACKETS = 300  # < 2048: coturn reports the traffic at close (docs/metering.md)
+TOLERANCE = 0.02
+
+
+async def relay(port: int, secret: str, users: tuple[str, str]) -> None:
+    """Each user sends PACKETS × PAYLOAD bytes to the other's relayed address, then deallocates."""
+    now = clock.now()
+    a, b = (credentials.issue(u, secret, now, 600) for u in users)
+    ta, _ = await turnclient.allocate(port, a.username, a.password)
+    tb, _ = await turnclient.allocate(port, b.username, b.password)
+    try:
+        ra, rb = ta.get_extra_info("sockname"), tb.get_extra_info("sockname")
+        tb.sendto(b"b" * PAYLOAD, ra)  # channels both ways first
+        ta.sendto(b"a" * PAYLOAD, rb)
+        await asyncio.sleep(0.3)
+        for i in range(1, PACKETS):
+            ta.sendto(b"a" * PAYLOAD, rb)
+            tb.sendto(b"b" * PAYLOAD, ra)
+            if i % 10 == 0:
+                await asyncio.sleep(0.004)
+        await asyncio.sleep(0.5)
+    finally:
+        ta.close()
+        tb.close()
+    await asyncio.sleep(0.5)
+
+
+def usage_env(site: Site) -> dict[str, str]:
+    """The environment `set -a; . meter/usage.env` gives (the read-only user of the central store)."""
+    lay = localstack.layout(site.load(), "local")
+    pairs = (line.split("=", 1) for line in lay.meter.usage_env.read_text().splitlines())
+    return {**os.environ, **dict(pairs)}
+
+
+def usage_row(site: Site, user: str, timeout: float = 30.0) -> dict[str, int]:
+    lay = localstack.layout(site.load(), "local")
+    row: dict[str, int] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = site.cli(
+            "usage", "--region", "local", "--json", "--by", "user", "--ca-file", str(lay.cert_files.ca),
+            env=usage_env(site),
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        row = next((r for r in json.loads(out.stdout)["rows"] if r["key"] == user), {})
+        if row.get("sessions") and row.get("bytes_up", 0) >= PACKETS * PAYLOAD * (1 - TOLERANCE):
+            return row
+        time.sleep(0.5)
+    return row
+
+
+def test_deploy_runs_the_meter_and_usage_reports_relayed_bytes(site: Site) -> None:
+    out = site.cli("deploy", "--region", "local", "--json")
+    assert out.returncode == 0, out.stderr
+    cfg = site.load()
+    lay = localstack.layout(cfg, "local")
+    node = region_nodes(cfg, "local")[0]
+    procs = localstack.status(cfg, "local")
+    assert set(procs) == {"meter-central", "statsdb-turn-1", "coturn-turn-1", "meter-turn-1", "signaling"}
+    assert all(procs.values())
+
+    asyncio.run(relay(site.listening, keyring.load(cfg.secrets_path).primary.value, ("alice", "bob")))
+    for user in ("alice", "bob"):
+        row = usage_row(site, user)
+        expected = PACKETS * PAYLOAD
+        assert abs(row["bytes_up"] - expected) <= expected * TOLERANCE, row
+        assert abs(row["bytes_down"] - expected) <= expected * TOLERANCE, row
+        assert row["sessions"] == 1, row
+
+    # Every password: derived from the 0600 master secret, in 0600 files or environments only.
+    keys = localmeter.load_keys(lay.meter)
+    passwords = [keys.statsdb(node), *(keys.central(u) for u in ("default", "meter-turn-1", "usage"))]
+    for path in (lay.meter.master, lay.meter.usage_env, lay.meter.node(node) / "statsdb.conf",
+                 lay.meter.central / "redis.conf", lay.meter.central / "users.acl",
+                 lay.coturn_dir(node) / "turnserver.conf"):  # fmt: skip
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert stat.S_IMODE(lay.logs.stat().st_mode) == 0o700  # coturn logs its statsdb connection string
+    assert not any(p in (lay.meter.central / "users.acl").read_text() for p in passwords)  # hashes only
+    assert f"password={keys.statsdb(node)} " in (lay.coturn_dir(node) / "turnserver.conf").read_text()
+    for pid in procs.values():
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode()
+        assert not any(p in argv for p in passwords), argv
+    assert not any(p in out.stdout + out.stderr for p in passwords)
+
+    # The signaling service reads the store with the read-only user (quotas apply).
+    environ = dict(
+        item.split("=", 1) for item in Path(f"/proc/{procs['signaling']}/environ").read_text().split("\0") if item
+    )
+    assert environ[cfg.meter.central_url_env] == localmeter.central_url(cfg, keys, "usage")
+    assert environ["TURNKIT_METER_CENTRAL_CA"] == str(lay.cert_files.ca)
+
+    # A second deploy keeps everything (no restart from the meter's own files).
+    again = site.cli("deploy", "--region", "local", "--json")
+    assert again.returncode == 0, again.stderr
+    assert localstack.status(cfg, "local") == procs
