@@ -28,6 +28,7 @@ from signaling.backends import Backend
 from signaling.connection import Connection
 from signaling.core import Core, load
 from signaling.hub import Hub, Limits
+from signaling.ice import IceProvider
 from signaling.metrics import Stats
 from signaling.responses import STATIC_DIR, StaticFiles
 from signaling.routes import FD_RESERVE, Routes
@@ -89,6 +90,11 @@ class SignalingServer:
     def backend(self) -> Backend:
         assert self.core is not None, "server not started"
         return self.core.backend
+
+    @property
+    def ice(self) -> IceProvider:
+        assert self.core is not None, "server not started"
+        return self.core.ice
 
     # Lifecycle
 

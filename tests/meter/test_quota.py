@@ -69,8 +69,8 @@ async def test_user_over_quota_gets_stun_only_over_http_and_websocket(
                 urls = [u for s in msg["iceServers"] for u in s["urls"]]
                 assert urls == ["stun:127.0.0.1:3478"]
                 assert msg["turn"] == "quota-exceeded"
-            assert srv.server.core.ice.issue("alice", "local").turn == "quota-exceeded"
-            assert srv.server.core.ice.issue("carol", "local").turn == "ok"
+            assert srv.server.ice.issue("alice", "local").turn == "quota-exceeded"
+            assert srv.server.ice.issue("carol", "local").turn == "ok"
 
 
 def test_region_over_budget_hands_out_no_relays(tmp_path: Path) -> None:
