@@ -164,7 +164,7 @@ class Host(_Model):
 class Region(_Model):
     """One region of TURN nodes and the provider that creates them."""
 
-    provider: Literal["aws", "static", "local"]
+    provider: Literal["aws", "static", "local", "lab"]
     cloud_region: str | None = None
     nodes: Annotated[int, Field(ge=1, le=100)] = 1
     instance_type: str = "t3.small"

@@ -80,7 +80,7 @@ def _cloud(config: Config, name: str) -> list[Node]:
         raise ConfigError(f"{path}: corrupt node state") from None
 
 
-_RESOLVERS = {"local": _local, "static": _static, "aws": _cloud}
+_RESOLVERS = {"local": _local, "static": _static, "aws": _cloud, "lab": _cloud}
 
 
 def region_nodes(config: Config, name: str) -> list[Node]:

@@ -1,4 +1,4 @@
-"""Provisioning: one provider per region kind (`aws`, `static`, `local`) behind `base.Provider`."""
+"""Provisioning: one provider per region kind (`aws`, `static`, `local`, `lab`) behind `base.Provider`."""
 
 from __future__ import annotations
 
@@ -28,8 +28,14 @@ def _local(cfg: Config, region: str) -> Provider:
     return LocalProvider(cfg, region)
 
 
+def _lab(cfg: Config, region: str) -> Provider:
+    from turnkit.provision.lab import LabProvider
+
+    return LabProvider(cfg, region)
+
+
 #: provider name (turnkit.toml `regions.X.provider`) → factory; imports are lazy (boto3 is slow).
-PROVIDERS: dict[str, Callable[[Config, str], Provider]] = {"aws": _aws, "static": _static, "local": _local}
+PROVIDERS: dict[str, Callable[[Config, str], Provider]] = {"aws": _aws, "static": _static, "local": _local, "lab": _lab}
 
 
 def provider_for(cfg: Config, region: str) -> Provider:
