@@ -16,7 +16,7 @@ from typing import Any
 
 import jwt
 
-from turnkit import clock, health, keyring, localstack, render, resources
+from turnkit import __version__, clock, health, keyring, localstack, render, resources, wheelhouse
 from turnkit.config import Config
 from turnkit.coturn import target_version
 from turnkit.errors import TurnkitError
@@ -181,6 +181,9 @@ class Fleet:
     addresses: Mapping[str, str] | None = None
     playbook: Path | None = None
     extra_vars: Mapping[str, Any] | None = None
+    private_key: Path | None = None  # the provider's key (lab); default: ssh_public_key without `.pub`
+    signaling_node: Node | None = None  # a separate signaling host (lab); default: the first TURN node
+    wheelhouse: Path | None = None  # shipped to the signaling host and installed with `pip --no-index`
 
     def _hosts(self) -> list[Any]:
         from turnkit import ansible
@@ -192,7 +195,7 @@ class Fleet:
             self.nodes,
             target_version(self.cfg),
             user=spec.ssh_user,
-            private_key=key if key.exists() else None,
+            private_key=self.private_key or (key if key.exists() else None),
             certificates=True,
             connection=self.connection,
             addresses=self.addresses,
@@ -207,6 +210,7 @@ class Fleet:
             signaling=signaling,
             turn_vars=ansible.certbot_vars(self.cfg, self.nodes),
             signaling_vars={
+                **self._signaling_extra(),
                 **ansible.region_vars(self.cfg, self.nodes),
                 "signaling_config_toml": self.cfg.path.read_text(encoding="utf-8"),
                 **self._node_state_vars(),
@@ -219,6 +223,23 @@ class Fleet:
             playbook=self.playbook,
         )
 
+    def _signaling_extra(self) -> dict[str, Any]:
+        """The server_name certificate (a TURN node acting as signaling host keeps its own) and the wheelhouse."""
+        out: dict[str, Any] = {"certbot_domains": [render.nginx_context(self.cfg, self.nodes)["nginx_server_name"]]}
+        if self.wheelhouse:
+            out.update(signaling_wheelhouse=str(self.wheelhouse), signaling_turnkit_version=__version__)
+        return out
+
+    def _signaling_hosts(self) -> list[Any]:
+        from turnkit import ansible
+
+        if self.signaling_node is None:
+            return self._hosts()[:1]
+        spec = self.cfg.region(self.region)
+        node = self.signaling_node
+        address = node.public_ip or node.hostname
+        return [ansible.Host(node.name, address, self.connection, spec.ssh_user, self.private_key)]
+
     def _service_environment(self) -> dict[str, str]:
         """The operator's HS256 JWT secret goes to the signaling host's root-only environment file."""
         name = self.cfg.signaling.jwt.secret_env
@@ -227,7 +248,7 @@ class Fleet:
 
     def _node_state_vars(self) -> dict[str, Any]:
         """Cloud nodes live in the controller's state dir; the signaling host needs them too."""
-        if self.cfg.region(self.region).provider != "aws":
+        if self.cfg.region(self.region).provider not in ("aws", "lab"):
             return {}
         state_dir = Path(self.cfg.project.state_dir)
         config_dir = render.signaling_context(self.cfg, self.nodes)["signaling_config_dir"]
@@ -248,7 +269,7 @@ class Fleet:
     def push_signaling(self, progress: Progress) -> None:
         """The signaling service runs on the region's first node (behind NGINX)."""
         progress("configuring the signaling host")
-        self._run([], self._hosts()[:1])
+        self._run([], self._signaling_hosts())
 
 
 def _deploy_remote(cfg: Config, region: str, report: Report, progress: Progress) -> None:
@@ -257,11 +278,14 @@ def _deploy_remote(cfg: Config, region: str, report: Report, progress: Progress)
     nodes = provider.apply(progress)
     progress("==> render")
     render_to_state(cfg, region, nodes, keyring.load(cfg.secrets_path).accepted, progress)
+    house = wheelhouse.build(cfg.state_path / "wheelhouse", progress)
     progress("==> configure with Ansible (coturn, certbot certificates, nginx, signaling, probe)")
-    fleet = Fleet(cfg, region, nodes)
+    hook = getattr(provider, "fleet_options", None)  # provider-specific SSH key / signaling host (lab)
+    fleet = Fleet(cfg, region, nodes, wheelhouse=house, **(hook() if hook else {}))
     report.promoted = rollout(cfg, lambda: fleet.push_nodes(progress), lambda: fleet.push_signaling(progress), progress)
     progress("==> probe")
-    report.nodes = probe(cfg, nodes, None, progress)
+    ca_file = getattr(provider, "ca_file", None)
+    report.nodes = probe(cfg, nodes, ca_file() if ca_file else None, progress)
 
 
 #: provider → how a region of that kind is deployed.
@@ -269,6 +293,7 @@ DEPLOYERS: dict[str, Callable[[Config, str, Report, Progress], None]] = {
     "local": _deploy_local,
     "aws": _deploy_remote,
     "static": _deploy_remote,
+    "lab": _deploy_remote,
 }
 
 

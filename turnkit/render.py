@@ -36,6 +36,15 @@ DENIED_PEER_NETWORKS: tuple[str, ...] = (
 #: Ranges a `local` region (allow_loopback_peers) leaves out of the deny list.
 LOOPBACK_NETWORKS = frozenset({"127.0.0.0/8", "::1/128"})
 
+#: A `lab` region (allow_lab_peers) may relay to its own hosts, 198.18.0.1-198.18.0.254 (turnkit.lab);
+#: the rest of 198.18.0.0/15, network and broadcast addresses included, stays denied.
+LAB_NETWORK = "198.18.0.0/15"
+LAB_DENIED: tuple[str, ...] = (
+    *(str(n) for n in ipaddress.IPv4Network(LAB_NETWORK).address_exclude(ipaddress.IPv4Network("198.18.0.0/24"))),
+    "198.18.0.0/32",
+    "198.18.0.255/32",
+)
+
 #: Mozilla "intermediate" TLS 1.2 suites (TLS 1.3 suites are always on in OpenSSL).
 CIPHER_LIST = (
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
@@ -63,6 +72,8 @@ def coturn_context(cfg: Config, node: Node, secrets: Sequence[str], coturn_versi
     listen = node.listen_ip
     loopback = cfg.region(node.region).allow_loopback_peers
     denied = [n for n in DENIED_PEER_NETWORKS if not (loopback and n in LOOPBACK_NETWORKS)]
+    if cfg.region(node.region).allow_lab_peers:
+        denied = [*(n for n in denied if n != LAB_NETWORK), *LAB_DENIED]
     return {
         "coturn_node_name": node.name,
         "coturn_version": coturn_version,

@@ -8,6 +8,7 @@ destroy (nothing left), nodes. The controller trusts exactly the host keys the l
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from turnkit.config import Config
 from turnkit.lab import lab, network
@@ -116,6 +117,10 @@ class LabProvider:
         _forget(ips)
         forget_nodes(self.cfg, self.region)
         return [Action("delete", "lab", spec.lab, item) for item in removed]
+
+    def fleet_options(self) -> dict[str, Any]:
+        """What `deploy` needs beyond the nodes: the region's key and the separate signaling host."""
+        return {"private_key": ssh_key(self.cfg, self.region), "signaling_node": self.signaling_node()}
 
     def ca_file(self) -> str | None:
         """The lab's ACME root (pebble), once the lab has one."""
