@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from turnkit.lab import acme, apt, daemon, host, image, network
+from turnkit.lab import acme, apt, daemon, host, hostsfile, image, network
 from turnkit.lab.sh import LabError, need
 from turnkit.lab.topology import Topology, topology
 
@@ -98,7 +98,9 @@ def up(spec: LabSpec, progress: Progress) -> Topology:
     network.up_bridge(topo)
     spec.services.mkdir(parents=True, exist_ok=True)
     apt.server(repo).start(spec.services)
-    acme_root = acme.up(spec.services, {h.hostname: topo.host(h.name).ip for h in spec.hosts})
+    names = {h.hostname: topo.host(h.name).ip for h in spec.hosts}
+    hostsfile.publish(spec.lab, names)  # this machine resolves the lab's names locally, never via outside DNS
+    acme_root = acme.up(spec.services, names)
     trusted = {"turnkit-lab-acme-listener": acme.listener_cert(spec.services), "turnkit-lab-acme-root": acme_root}
     wanted = {h.name for h in spec.hosts}
     for stale in set(recorded_hosts(spec)) - wanted:
@@ -147,6 +149,8 @@ def down(spec: LabSpec, progress: Progress) -> list[str]:
     if spec.dir.exists():
         removed += [f"mount {p}" for p in host.unmount(spec.dir)]
     removed += network.down(spec.lab)
+    if hostsfile.withdraw(spec.lab):
+        removed.append("names in /etc/hosts")
     if spec.dir.exists():
         shutil.rmtree(spec.dir)
         removed.append(f"dir {spec.dir}")
@@ -160,6 +164,8 @@ def leftovers(spec: LabSpec) -> list[str]:
     found += [f"netns {n}" for n in network.namespaces(spec.lab)]
     found += [f"link {n}" for n in network.links(spec.lab)]
     found += [f"process {n}" for n in SERVICES if daemon.running_pid(spec.services / f"{n}.pid", PROGRAMS[n])]
+    if hostsfile.markers(spec.lab)[0] in hostsfile.HOSTS.read_text():
+        found.append("names in /etc/hosts")
     if network.guard_route_present() and not network.links(spec.lab):
         found.append("route unreachable 198.18.0.0/15")
     return found

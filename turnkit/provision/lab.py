@@ -124,7 +124,7 @@ class LabProvider:
 
     def ca_file(self) -> str | None:
         """The lab's ACME root (pebble), once the lab has one."""
-        path = region_dir(self.cfg, self.region) / "lab" / "acme" / "root.pem"
+        path = self.spec().services / "root.pem"
         return str(path) if path.exists() else None
 
     def _ensure_key(self) -> Path:
