@@ -48,10 +48,14 @@ def prepare_profile(home: Path, namespace: str, ca: Path) -> Path:
     """A HOME with an NSS database trusting `ca`, and the wrapper Playwright launches; returns it."""
     nssdb = home / ".pki" / "nssdb"
     nssdb.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["certutil", "-N", "-d", f"sql:{nssdb}", "--empty-password"], check=True, capture_output=True)
+    if not (nssdb / "cert9.db").exists():  # -N on an existing database would prompt for its password
+        subprocess.run(
+            ["certutil", "-N", "-d", f"sql:{nssdb}", "--empty-password"],
+            check=True, capture_output=True, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
     subprocess.run(
         ["certutil", "-A", "-d", f"sql:{nssdb}", "-n", "turnkit-lab-acme", "-t", "C,,", "-i", str(ca)],
-        check=True, capture_output=True,
+        check=True, capture_output=True, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     wrapper = home / "chromium-in-netns"
     wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {namespace} env HOME={home} {CHROMIUM} "$@"\n')

@@ -2,13 +2,14 @@
 
 The NAT box masquerades with `fully-random` (a new mapped port per destination: symmetric NAT)
 and forwards only LAN→WAN plus established/related replies, so nothing on the bridge can open a
-path into the home; with `block_udp` it drops all UDP from the home (only TCP/TLS gets out).
+path into the home; `drop` refuses more from the home (all UDP, say, so only TCP/TLS gets out).
 Forwarding is enabled inside the NAT namespace only; the host's `ip_forward` stays 0.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from turnkit.lab import network
@@ -44,9 +45,12 @@ class Home:
         return str(self.lan[2])
 
 
-def ruleset(block_udp: bool) -> str:
-    """The NAT box's nftables rules (`fwd` is an nft keyword: the chain is `forward_filter`)."""
-    udp = '        iifname "lan" meta l4proto udp drop\n' if block_udp else ""
+def ruleset(drop: Sequence[str] = ()) -> str:
+    """The NAT box's nftables rules; `drop` are nft matches refused from the home (`meta l4proto udp`).
+
+    (`fwd` is an nft keyword: the chain is `forward_filter`.)
+    """
+    udp = "".join(f'        iifname "lan" {match} drop\n' for match in drop)
     return (
         "flush ruleset\n"
         "table ip nat {\n"
@@ -66,7 +70,7 @@ def ruleset(block_udp: bool) -> str:
     )
 
 
-def up(topo: Topology, home: Home, block_udp: bool = False) -> None:
+def up(topo: Topology, home: Home, drop: Sequence[str] = ()) -> None:
     """Create (or re-rule) the NAT box and its home; the bridge must be up."""
     network.assert_no_forwarding()
     for ns in (home.nat_ns, home.home_ns):
@@ -93,5 +97,5 @@ def up(topo: Topology, home: Home, block_udp: bool = False) -> None:
         run(cmd)
     run([*hm, "route", "replace", "default", "via", str(home.lan[1])])
     run(["ip", "netns", "exec", home.nat_ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
-    run(["ip", "netns", "exec", home.nat_ns, "nft", "-f", "-"], input_=ruleset(block_udp))
+    run(["ip", "netns", "exec", home.nat_ns, "nft", "-f", "-"], input_=ruleset(drop))
     network.assert_no_forwarding()  # the namespace's switch is its own; the host's is untouched
