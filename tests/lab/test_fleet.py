@@ -23,6 +23,9 @@ from tests.lab import browsers
 from tests.lab.conftest import LabSite, make_site, teardown
 from turnkit.lab import nat
 
+#: A cold deploy (apt on every host, the wheelhouse, certificates) takes minutes on 2 busy cores.
+pytestmark = pytest.mark.timeout(1800)
+
 JWT_SECRET = "lab-test-jwt-secret-0123456789abcdef"
 CALL_TIMEOUT_MS = 60_000
 #: "udp-blocked": no UDP and no plain TURN/TCP (3478) out of the homes, so only turns: (5349) is left.
