@@ -48,6 +48,8 @@ DAEMON_MODULES = frozenset(
         "deploy/test_localstack.py",
         "deploy/test_rollout.py",
         "deploy/test_rotation.py",
+        "lab/test_fleet.py",  # nspawn hosts, pebble, ansible-playbook, chromium behind NAT
+        "lab/test_provision.py",  # nspawn hosts, pebble and challtestsrv on the bridge
         "ops/test_ansible_secrets.py",  # ansible-playbook
         "ops/test_drain.py",  # coturn + signaling
         "ops/test_rotation.py",  # a coturn fleet
@@ -87,6 +89,7 @@ DAEMON_PROGRAMS = frozenset(
         "ansible-playbook",
         "moto_server",
         "prometheus",
+        "systemd-nspawn",  # the fleet lab's hosts
     }
 )
 #: One-shot uses of those programs that start nothing: a flag that only prints a version or checks a config.

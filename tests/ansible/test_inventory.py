@@ -53,8 +53,9 @@ def test_turn_hosts_carry_the_coturn_context_without_secrets(tmp_path: Path) -> 
     )
     hosts = inventory.turn
     assert [h.address for h in hosts] == ["203.0.113.10", "203.0.113.11"]
-    expected = render.coturn_context(cfg, NODES[0], ["x"], "4.6.1")
-    del expected["coturn_static_auth_secrets"]
+    context = render.coturn_context(cfg, NODES[0], ["x"], "4.6.1")
+    expected = {k: v for k, v in context.items() if k not in ansible.SECRET_VARS}
+    assert set(context) - set(expected) == {"coturn_static_auth_secrets", "coturn_statsdb_password"}
     host_vars = hosts[0].inventory_vars()
     assert {k: v for k, v in host_vars.items() if k.startswith("coturn_")} == {**expected, "coturn_max_bps": 5}
     assert host_vars["coturn_external_ip"] == "203.0.113.10/10.0.0.10"
@@ -227,6 +228,28 @@ def test_region_inventory_and_secret_vars(tmp_path: Path) -> None:
     assert "signaling_environment" not in secrets
     with_env = ansible.secret_vars(ring, {"TURNKIT_JWT_SECRET": "s"})
     assert with_env["signaling_environment"] == {"TURNKIT_JWT_SECRET": "s"}
+
+
+def test_a_signaling_machine_of_its_own_a_region_key_and_the_wheelhouse(tmp_path: Path) -> None:
+    """What a provider's fleet_options hand the one builder (the lab: its key and signaling host)."""
+    from turnkit import __version__
+
+    cfg = eu_config(tmp_path)
+    key, house = tmp_path / "id_ed25519", tmp_path / "wheelhouse"
+    machine = Node("signaling", "eu", "call.example.test", "198.18.0.10")
+    inventory = ansible.region_inventory(
+        cfg, NODES, "4.6.1", user="admin", private_key=key, signaling_node=machine, wheelhouse=house
+    ).to_dict()["all"]["children"]
+    assert list(inventory["turn"]["hosts"]) == ["turn-1", "turn-2"]
+    (host,) = inventory["signaling"]["hosts"].items()
+    assert host[0] == "signaling"
+    assert (host[1]["ansible_host"], host[1]["ansible_ssh_private_key_file"]) == ("198.18.0.10", str(key))
+    assert inventory["turn"]["hosts"]["turn-2"]["ansible_ssh_private_key_file"] == str(key)
+    assert inventory["signaling"]["vars"]["signaling_wheelhouse"] == str(house)
+    assert inventory["signaling"]["vars"]["signaling_turnkit_version"] == __version__
+    plain = ansible.region_inventory(cfg, NODES, "4.6.1", turn=()).to_dict()["all"]["children"]["signaling"]
+    assert list(plain["hosts"]) == ["turn-1"]
+    assert "signaling_wheelhouse" not in plain["vars"]
 
 
 def test_a_hanging_run_is_killed_at_the_timeout(tmp_path: Path) -> None:

@@ -25,7 +25,10 @@ def test_registry_matches_the_config_schema() -> None:
 
 
 def test_no_provider_names_are_compared_outside_provision() -> None:
-    pattern = re.compile(r"""provider\s*[!=]=|[!=]=\s*["'](aws|static|local)["']|\b_RESOLVERS\b|\bDEPLOYERS\b""")
+    pattern = re.compile(
+        r"""provider\s*[!=]=|provider\s+(not\s+)?in\b|[!=]=\s*["'](aws|static|local|lab)["']|\b_RESOLVERS\b|\bDEPLOYERS\b"""
+        r"""|getattr\(provider"""
+    )
     offenders = [
         f"{path.relative_to(PACKAGE)}:{n}"
         for path in sorted(PACKAGE.rglob("*.py"))
