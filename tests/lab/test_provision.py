@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.lab.conftest import LabSite
 from turnkit.lab import host, network
-from turnkit.provision.lab import KNOWN_HOSTS
+from turnkit.provision.lab import known_hosts
 
 
 def _actions(site: LabSite) -> list[dict[str, str]]:
@@ -77,7 +77,7 @@ def test_provision_converges_and_destroy_leaves_nothing(lab_site: LabSite) -> No
     assert not host.cgroup_units(lab_site.spec().lab)
     assert not network.namespaces(lab_site.spec().lab)
     assert not lab_site.spec().dir.exists()
-    assert "198.18.0.11 " not in (KNOWN_HOSTS.read_text() if KNOWN_HOSTS.exists() else "")
+    assert "198.18.0.11 " not in (known_hosts().read_text() if known_hosts().exists() else "")
     after = lab_site.cli("status", "--region", "lab", "--json")
     assert (after.returncode, after.stdout, after.stderr.strip()) == (
         2,

@@ -28,7 +28,11 @@ from turnkit.provision.base import (
 )
 
 SIGNALING_HOST = "signaling"
-KNOWN_HOSTS = Path("~/.ssh/known_hosts").expanduser()
+
+
+def known_hosts() -> Path:
+    """The controller's known_hosts; asked only when used (the signaling service imports every provider and has no home)."""
+    return Path("~/.ssh/known_hosts").expanduser()
 
 
 def region_dir(cfg: Config, region: str) -> Path:
@@ -150,17 +154,19 @@ class LabProvider(Provider[None]):
 
 
 def _forget(ips: list[str]) -> None:
-    if KNOWN_HOSTS.exists():
+    path = known_hosts()
+    if path.exists():
         for ip in ips:
-            run(["ssh-keygen", "-q", "-R", ip, "-f", str(KNOWN_HOSTS)], check=False)
-        KNOWN_HOSTS.with_name(KNOWN_HOSTS.name + ".old").unlink(missing_ok=True)
+            run(["ssh-keygen", "-q", "-R", ip, "-f", str(path)], check=False)
+        path.with_name(path.name + ".old").unlink(missing_ok=True)
 
 
 def _trust(keys: dict[str, list[str]], ips: dict[str, str]) -> None:
     """Replace the controller's known_hosts entries for the lab addresses with the hosts' real keys."""
     _forget(list(ips.values()))
-    KNOWN_HOSTS.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with open(KNOWN_HOSTS, "a") as fh:
+    path = known_hosts()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(path, "a") as fh:
         for name, ip in ips.items():
             for key in keys.get(name, []):
                 fh.write(f"{ip} {key}\n")
