@@ -4,7 +4,9 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := coturn nginx libnginx-mod-stream redis-server redis-sentinel certbot pebble chromium prometheus \
-                debootstrap systemd openssl wrk iproute2
+                debootstrap systemd openssl wrk iproute2 $(LAB_APT_PACKAGES)
+# The fleet lab (docs/lab.md): nspawn hosts, NAT boxes, the flat apt repository, Chromium's NSS trust.
+LAB_APT_PACKAGES := systemd-container nftables dpkg-dev libnss3-tools
 DEMO_DIR ?= demo
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -68,3 +70,24 @@ bench: setup bench-peers
 
 clean:
 	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache artifacts bench/node_modules
+
+# ---- the fleet lab (docs/lab.md): Debian hosts as systemd-nspawn containers in 198.18.0.0/15 ----
+LAB_DIR ?= lab-demo
+
+.PHONY: lab lab-down
+
+$(LAB_DIR)/turnkit.toml:
+	mkdir -p $(LAB_DIR)
+	printf '%s\n' '[project]' 'name = "lab"' 'domain = "example.test"' '' '[signaling]' \
+	  'server_name = "call.example.test"' '' '[tls]' 'acme_server = "https://198.18.0.1:14000/dir"' '' \
+	  '[regions.lab]' 'provider = "lab"' 'nodes = 3' 'allow_lab_peers = true' > $@
+
+lab: setup $(LAB_DIR)/turnkit.toml
+	cd $(LAB_DIR) && { test -f turnkit.secrets.json || ../$(VENV)/bin/turnkit secret init; }
+	cd $(LAB_DIR) && { test -f jwt.secret || (umask 077; head -c 32 /dev/urandom | base64 > jwt.secret); }
+	cd $(LAB_DIR) && TURNKIT_JWT_SECRET="$$(cat jwt.secret)" ../$(VENV)/bin/turnkit deploy --region lab
+	cd $(LAB_DIR) && ../$(VENV)/bin/turnkit status --region lab
+	@echo "open https://call.example.test/ from this machine (trust $(LAB_DIR)/.turnkit/regions/lab/lab/services/root.pem)"
+
+lab-down:
+	cd $(LAB_DIR) && ../$(VENV)/bin/turnkit destroy --region lab --yes

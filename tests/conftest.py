@@ -51,6 +51,8 @@ DAEMON_MODULES = frozenset(
         "deploy/test_localstack.py",
         "deploy/test_rollout.py",
         "deploy/test_rotation.py",
+        "lab/test_fleet.py",  # nspawn hosts, pebble, ansible-playbook, chromium behind NAT
+        "lab/test_provision.py",  # nspawn hosts, pebble and challtestsrv on the bridge
         "meter/test_meter_coturn.py",  # coturn + statsdb redis + TLS central redis + turnkit meter
         "meter/test_quota.py",  # redis-server + signaling server
         "meter/test_usage_cli.py",  # redis-server
@@ -97,6 +99,7 @@ DAEMON_PROGRAMS = frozenset(
         "ansible-playbook",
         "moto_server",
         "prometheus",
+        "systemd-nspawn",  # the fleet lab's hosts
     }
 )
 #: One-shot uses of those programs that start nothing: a flag that only prints a version or checks a config.

@@ -44,7 +44,7 @@ def test_cloud_region_default_mapping(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ('[regions.eu]\nprovider = "aws"\nnodes = 0\n', "turnkit.toml: regions.eu.nodes: must be ≥ 1, got 0"),
-        ('[regions.eu]\nprovider = "gcp"\n', "turnkit.toml: regions.eu.provider: must be one of 'aws', 'static' or 'local', got 'gcp'"),
+        ('[regions.eu]\nprovider = "gcp"\n', "turnkit.toml: regions.eu.provider: must be one of 'aws', 'static', 'local' or 'lab', got 'gcp'"),
         ("[project]\nttl = 30\n", "turnkit.toml: project.ttl: must be ≥ 60, got 30"),
         ("[project]\nttl = 7200\nmax_ttl = 3600\n", "turnkit.toml: project.ttl: must be ≤ max_ttl (3600), got 7200"),
         ("[ports]\nlistening = 70000\n", "turnkit.toml: ports.listening: must be ≤ 65535, got 70000"),

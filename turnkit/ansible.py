@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from turnkit import keyring, render, resources
+from turnkit import __version__, keyring, render, resources
 from turnkit.config import Config
 from turnkit.errors import TurnkitError
 from turnkit.fsutil import atomic_write
@@ -172,16 +172,20 @@ def region_inventory(
     private_key: Path | None = None,
     certificates: bool = True,
     node_state: bool = False,
+    signaling_node: Node | None = None,
+    wheelhouse: Path | None = None,
     node_overrides: Mapping[str, Any] | None = None,
     region_overrides: Mapping[str, Any] | None = None,
 ) -> Inventory:
     """The inventory of a region, the only one turnkit builds (deploy, tests, by-hand runs).
 
     `turn` names the TURN nodes to configure (default: all); `signaling` the signaling host(s)
-    (default: the first node's machine, `()` for none). TURN hosts carry their coturn context;
-    with `certificates`, each TURN host asks certbot for its own hostname and the signaling host
-    for its `server_name`, the name NGINX's `ssl_certificate` points at. `node_state` hands the
-    signaling host the recorded nodes (cloud regions keep them only on the controller).
+    (default: `signaling_node`'s machine if the region has one of its own, else the first node's;
+    `()` for none). TURN hosts carry their coturn context; with `certificates`, each TURN host asks
+    certbot for its own hostname and the signaling host for its `server_name`, the name NGINX's
+    `ssl_certificate` points at. `node_state` hands the signaling host the recorded nodes (cloud
+    regions keep them only on the controller); `wheelhouse` (a directory on the controller, see
+    turnkit.wheelhouse) is what the signaling host installs turnkit from, without a package index.
     """
     wanted = None if turn is None else set(turn)
     hosts = []
@@ -194,15 +198,26 @@ def region_inventory(
         context.update(_public(node_overrides or {}))
         hosts.append(Host(node.name, _address(node, addresses), connection, user, private_key, context))
     if signaling is None:
-        first = nodes[0]
-        signaling = [Host(first.name, _address(first, addresses), connection, user, private_key)]
+        machine = signaling_node or nodes[0]
+        signaling = [Host(machine.name, _address(machine, addresses), connection, user, private_key)]
     overrides = _public(region_overrides or {})
     return Inventory(
         turn=hosts,
         signaling=signaling,
         turn_vars={**render.certbot_context(cfg, nodes), **overrides},
-        signaling_vars={**_signaling_vars(cfg, nodes, certificates, node_state), **overrides},
+        signaling_vars={
+            **_signaling_vars(cfg, nodes, certificates, node_state),
+            **_wheelhouse_vars(wheelhouse),
+            **overrides,
+        },
     )
+
+
+def _wheelhouse_vars(wheelhouse: Path | None) -> dict[str, Any]:
+    """The signaling role installs exactly this turnkit from the shipped wheelhouse (`pip --no-index`)."""
+    if wheelhouse is None:
+        return {}
+    return {"signaling_wheelhouse": str(wheelhouse), "signaling_turnkit_version": __version__}
 
 
 def _address(node: Node, addresses: Mapping[str, str] | None) -> str:

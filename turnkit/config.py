@@ -155,7 +155,7 @@ class Host(_Model):
 class Region(_Model):
     """One region of TURN nodes and the provider that creates them."""
 
-    provider: Literal["aws", "static", "local"]
+    provider: Literal["aws", "static", "local", "lab"]
     cloud_region: Annotated[str, Field(pattern=_CLOUD_REGION)] | None = None
     nodes: Annotated[int, Field(ge=1, le=100)] = 1
     instance_type: Annotated[str, Field(pattern=_INSTANCE_TYPE)] = "t3.small"
@@ -165,6 +165,7 @@ class Region(_Model):
     ssh_public_key: str = "~/.ssh/id_ed25519.pub"
     route53_zone: DnsName | None = None
     allow_loopback_peers: bool = False
+    allow_lab_peers: bool = False
 
     @field_validator("ssh_cidr")
     @classmethod
@@ -179,6 +180,8 @@ class Region(_Model):
     def _hosts_match(self) -> Region:
         if self.allow_loopback_peers and self.provider != "local":
             raise ValueError("allow_loopback_peers: only a `local` region may relay to loopback, got true")
+        if self.allow_lab_peers and self.provider != "lab":
+            raise ValueError("allow_lab_peers: only a `lab` region may relay to its lab hosts, got true")
         if self.provider == "static" and len(self.hosts) != self.nodes:
             raise ValueError(f"hosts: static region needs {self.nodes} host(s), got {len(self.hosts)}")
         return self

@@ -18,7 +18,7 @@ from typing import Any
 
 import jwt
 
-from turnkit import ansible, clock, health, keyring, render, resources
+from turnkit import ansible, clock, health, keyring, render, resources, wheelhouse
 from turnkit.config import Config
 from turnkit.coturn import target_version
 from turnkit.errors import TurnkitError
@@ -163,6 +163,11 @@ class Fleet:
     addresses: Mapping[str, str] | None = None
     playbook: Path | None = None
     extra_vars: Mapping[str, Any] | None = None
+    # Provider.fleet_options: the region's own key (default: ssh_public_key without `.pub`) and
+    # a machine of its own for signaling (default: the first TURN node).
+    private_key: Path | None = None
+    signaling_node: Node | None = None
+    wheelhouse: Path | None = None  # shipped to the signaling host and installed with `pip --no-index`
 
     def _run(self, turn: Sequence[str], signaling: bool) -> None:
         spec = self.cfg.region(self.region)
@@ -176,8 +181,10 @@ class Fleet:
             connection=self.connection,
             addresses=self.addresses,
             user=spec.ssh_user,
-            private_key=key if key.exists() else None,
+            private_key=self.private_key or (key if key.exists() else None),
             node_state=provider_class(spec.provider).records_nodes,
+            signaling_node=self.signaling_node,
+            wheelhouse=self.wheelhouse,
         )
         ring = keyring.load(self.cfg.secrets_path)
         ansible.run_playbook(
@@ -200,7 +207,7 @@ class Fleet:
             self._run([node.name], signaling=False)
 
     def push_signaling(self, progress: Progress) -> None:
-        """The signaling service runs on the region's first node (behind NGINX)."""
+        """The signaling service runs behind NGINX on `signaling_node`, else on the region's first node."""
         progress("configuring the signaling host")
         self._run([], signaling=True)
 
@@ -217,8 +224,9 @@ def over_ssh(provider: Provider[Any], report: Report, progress: Progress) -> Non
     nodes = provider.apply(progress)
     progress("==> render")
     render_to_state(cfg, region, nodes, keyring.load(cfg.secrets_path).accepted, progress)
+    house = wheelhouse.build(cfg.state_path / "wheelhouse", progress)
     progress("==> configure with Ansible (coturn, certbot certificates, nginx, signaling, probe)")
-    fleet = Fleet(cfg, region, nodes)
+    fleet = Fleet(cfg, region, nodes, wheelhouse=house, **provider.fleet_options())
     report.promoted = rollout(cfg, lambda: fleet.push_all(progress), lambda: fleet.push_signaling(progress), progress)
     progress("==> probe")
     report.nodes = probe(cfg, nodes, provider.ca_file(), progress)

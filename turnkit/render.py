@@ -59,6 +59,15 @@ LOOPBACK_NETWORKS = frozenset({"127.0.0.0/8", "::1/128"})
 # peer, and `::-::ffff:ffff` denies every IPv4 peer (tests/test_coturn.py). So `peer_ranges`
 # starts IPv6 ranges at `::1` (as 32 CIDR blocks for ::/96); coturn refuses the peer `::` itself.
 
+#: A `lab` region (allow_lab_peers) may relay to its own hosts, 198.18.0.1-198.18.0.254 (turnkit.lab);
+#: the rest of 198.18.0.0/15, the /24's network and broadcast addresses included, stays denied.
+LAB_PEER_NETWORKS: tuple[str, ...] = tuple(
+    str(block)
+    for block in ipaddress.summarize_address_range(
+        ipaddress.IPv4Address("198.18.0.1"), ipaddress.IPv4Address("198.18.0.254")
+    )
+)
+
 #: Mozilla "intermediate" TLS 1.2 suites (TLS 1.3 suites are always on in OpenSSL).
 CIPHER_LIST = (
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
@@ -141,7 +150,9 @@ def coturn_context(cfg: Config, node: Node, secrets: Sequence[str], coturn_versi
     """Variables of the `coturn` role for one node."""
     ports, coturn = cfg.ports, cfg.coturn
     listen = node.listen_ip
-    loopback = cfg.region(node.region).allow_loopback_peers
+    region = cfg.region(node.region)
+    loopback = region.allow_loopback_peers
+    allowed = [*(LOOPBACK_NETWORKS if loopback else ()), *(LAB_PEER_NETWORKS if region.allow_lab_peers else ())]
     return {
         "coturn_node_name": node.name,
         "coturn_version": coturn_version,
@@ -166,7 +177,7 @@ def coturn_context(cfg: Config, node: Node, secrets: Sequence[str], coturn_versi
         "coturn_legacy_tls_flags": version_tuple(coturn_version) < (4, 7),
         "coturn_tcp_relay": coturn.tcp_relay,
         "coturn_allow_loopback_peers": loopback,
-        "coturn_denied_peer_ranges": peer_ranges(DENIED_PEER_NETWORKS, LOOPBACK_NETWORKS if loopback else ()),
+        "coturn_denied_peer_ranges": peer_ranges(DENIED_PEER_NETWORKS, allowed),
         "coturn_pidfile": "/run/turnserver/turnserver.pid",
         "coturn_log_file": None,
         "coturn_verbose": False,

@@ -230,6 +230,28 @@ def test_region_inventory_and_secret_vars(tmp_path: Path) -> None:
     assert with_env["signaling_environment"] == {"TURNKIT_JWT_SECRET": "s"}
 
 
+def test_a_signaling_machine_of_its_own_a_region_key_and_the_wheelhouse(tmp_path: Path) -> None:
+    """What a provider's fleet_options hand the one builder (the lab: its key and signaling host)."""
+    from turnkit import __version__
+
+    cfg = eu_config(tmp_path)
+    key, house = tmp_path / "id_ed25519", tmp_path / "wheelhouse"
+    machine = Node("signaling", "eu", "call.example.test", "198.18.0.10")
+    inventory = ansible.region_inventory(
+        cfg, NODES, "4.6.1", user="admin", private_key=key, signaling_node=machine, wheelhouse=house
+    ).to_dict()["all"]["children"]
+    assert list(inventory["turn"]["hosts"]) == ["turn-1", "turn-2"]
+    (host,) = inventory["signaling"]["hosts"].items()
+    assert host[0] == "signaling"
+    assert (host[1]["ansible_host"], host[1]["ansible_ssh_private_key_file"]) == ("198.18.0.10", str(key))
+    assert inventory["turn"]["hosts"]["turn-2"]["ansible_ssh_private_key_file"] == str(key)
+    assert inventory["signaling"]["vars"]["signaling_wheelhouse"] == str(house)
+    assert inventory["signaling"]["vars"]["signaling_turnkit_version"] == __version__
+    plain = ansible.region_inventory(cfg, NODES, "4.6.1", turn=()).to_dict()["all"]["children"]["signaling"]
+    assert list(plain["hosts"]) == ["turn-1"]
+    assert "signaling_wheelhouse" not in plain["vars"]
+
+
 def test_a_hanging_run_is_killed_at_the_timeout(tmp_path: Path) -> None:
     script = tmp_path / "ansible-playbook"
     script.write_text("#!/bin/sh\necho 'TASK [coturn : Install the coturn package] ***'\nsleep 60 &\nwait\n")

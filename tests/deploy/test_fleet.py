@@ -156,3 +156,29 @@ def test_push_nodes_configures_each_turn_node_and_nothing_else(tmp_path: Path, m
         (["turn-2"], []),
     ]
     assert groups[0]["turn"]["hosts"]["turn-1"]["certbot_domains"] == ["turn-1.st.example.test"]
+
+
+def test_a_provider_signaling_machine_key_and_wheelhouse_reach_the_signaling_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Provider.fleet_options (the lab's key and signaling host) and the wheelhouse go through Fleet."""
+    from dataclasses import replace
+
+    from turnkit.nodes import Node
+
+    fleet, runs = recorded_runs(tmp_path, monkeypatch)
+    machine = Node("signaling", "st", "signal.example.test", "198.18.0.10")
+    key, house = tmp_path / "id_ed25519", tmp_path / "wheelhouse"
+    replace(fleet, private_key=key, signaling_node=machine, wheelhouse=house).push_all(print)
+    groups = [run["all"]["children"] for run in runs]
+    assert [(sorted(g["turn"]["hosts"]), sorted(g["signaling"]["hosts"])) for g in groups] == [
+        (["turn-1"], []),
+        (["turn-2"], []),
+        ([], ["signaling"]),
+    ]
+    signaling = groups[-1]["signaling"]
+    assert signaling["hosts"]["signaling"]["ansible_host"] == "198.18.0.10"
+    assert signaling["hosts"]["signaling"]["ansible_ssh_private_key_file"] == str(key)
+    assert groups[0]["turn"]["hosts"]["turn-1"]["ansible_ssh_private_key_file"] == str(key)
+    assert signaling["vars"]["signaling_wheelhouse"] == str(house)
+    assert signaling["vars"]["certbot_domains"] == ["signal.example.test"]

@@ -25,7 +25,10 @@ def test_registry_matches_the_config_schema() -> None:
 
 
 def test_no_provider_names_are_compared_outside_provision() -> None:
-    pattern = re.compile(r"""provider\s*[!=]=|[!=]=\s*["'](aws|static|local)["']|\b_RESOLVERS\b|\bDEPLOYERS\b""")
+    pattern = re.compile(
+        r"""provider\s*[!=]=|provider\s+(not\s+)?in\b|[!=]=\s*["'](aws|static|local|lab)["']|\b_RESOLVERS\b|\bDEPLOYERS\b"""
+        r"""|getattr\(provider"""
+    )
     offenders = [
         f"{path.relative_to(PACKAGE)}:{n}"
         for path in sorted(PACKAGE.rglob("*.py"))
@@ -60,3 +63,20 @@ def test_status_of_an_unprovisioned_region_is_an_error(tmp_path: Path) -> None:
     every = run_cli("status", "--json", cwd=tmp_path)
     assert (every.returncode, every.stdout.strip()) == (0, "[]")
     assert every.stderr.strip() == "region `eu`: not provisioned yet (run `turnkit provision --region eu`)"
+
+
+def test_every_provider_imports_without_a_home_directory() -> None:
+    """signaling/origins.py asks every provider class for `runs_here`; its service user has no home."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, pwd\n"
+        "os.environ.pop('HOME', None)\n"
+        "def no_user(uid): raise KeyError(uid)\n"
+        "pwd.getpwuid = no_user\n"
+        "from turnkit.provision import PROVIDERS, provider_class\n"
+        "print(sorted(k for k in PROVIDERS if provider_class(k).runs_here))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert (out.returncode, out.stdout.strip(), out.stderr) == (0, "['local']", "")

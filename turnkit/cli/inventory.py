@@ -13,7 +13,7 @@ from turnkit.cli import output
 from turnkit.cli.common import CONFIG_OPTION, load_config
 from turnkit.coturn import target_version
 from turnkit.fsutil import atomic_write
-from turnkit.provision import provider_class
+from turnkit.provision import provider_for
 
 
 def inventory(
@@ -32,11 +32,14 @@ def inventory(
     spec = cfg.region(region)
     node_list = nodes.region_nodes(cfg, region)
     key = Path(spec.ssh_public_key.removesuffix(".pub")).expanduser()
+    provider = provider_for(cfg, region)
+    options = provider.fleet_options()
 
     def build(turn: tuple[str, ...] | None, signaling: tuple[ansible.Host, ...] | None) -> dict[str, Any]:
         return ansible.region_inventory(
             cfg, node_list, target_version(cfg), turn=turn, signaling=signaling, user=spec.ssh_user,
-            private_key=key if key.exists() else None, node_state=provider_class(spec.provider).records_nodes,
+            private_key=options.get("private_key") or (key if key.exists() else None),
+            node_state=provider.records_nodes, signaling_node=options.get("signaling_node"),
         ).to_dict()  # fmt: skip
 
     # Two inventories: one machine in both groups would mix the TURN and signaling certificates.

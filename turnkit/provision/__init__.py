@@ -20,6 +20,7 @@ PROVIDERS: dict[str, str] = {
     "aws": "turnkit.provision.aws:AwsProvider",
     "static": "turnkit.provision.static:StaticProvider",
     "local": "turnkit.provision.local:LocalProvider",
+    "lab": "turnkit.provision.lab:LabProvider",
 }
 
 

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypedDict, TypeVar
 
 from turnkit.config import Config, Region
 from turnkit.errors import ConfigError, InputError, NotProvisioned, TurnkitError
@@ -64,6 +64,15 @@ class Diff(Generic[Found]):
 
     actions: list[Action]
     found: Found
+
+
+class FleetOptions(TypedDict, total=False):
+    """How Ansible reaches a region's machines when that differs from turnkit.toml (`deploy.Fleet` fields)."""
+
+    #: The SSH key the provider made for the region (default: `ssh_public_key` without `.pub`).
+    private_key: Path
+    #: A machine of its own for NGINX and signaling (default: the region's first TURN node).
+    signaling_node: Node
 
 
 class Provider(ABC, Generic[Found]):
@@ -124,6 +133,10 @@ class Provider(ABC, Generic[Found]):
         from turnkit import deploy
 
         deploy.over_ssh(self, report, progress)
+
+    def fleet_options(self) -> FleetOptions:
+        """What `deploy.over_ssh` and `turnkit inventory` need beyond the nodes and turnkit.toml."""
+        return {}
 
     def status(self) -> dict[str, dict[str, Any]]:
         """Extra status columns per node name (e.g. the pid of a local process)."""

@@ -1,0 +1,86 @@
+"""A lab region in a temporary project, driven through the real CLI; torn down even after a failure.
+
+These tests need root, Linux and the lab's Debian packages (`make setup`); a missing one is a
+failure with the reason, never a skip. Only one lab runs per machine (it owns 198.18.0.1).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from turnkit import config as config_mod
+from turnkit.lab import lab
+from turnkit.provision.lab import LabProvider
+
+TOML = """\
+[project]
+name = "labtest"
+domain = "example.test"
+
+[signaling]
+server_name = "call.example.test"
+
+[tls]
+acme_server = "https://198.18.0.1:14000/dir"
+
+[regions.lab]
+provider = "lab"
+nodes = {nodes}
+"""
+
+
+@dataclass(frozen=True)
+class LabSite:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "turnkit.toml"
+
+    def provider(self) -> LabProvider:
+        return LabProvider(config_mod.load(self.config), "lab")
+
+    def spec(self) -> lab.LabSpec:
+        return self.provider().lab_spec()
+
+    def cli(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "turnkit", *args, "--config", str(self.config)],
+            cwd=self.root, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def ssh(self, ip: str, command: str) -> subprocess.CompletedProcess[str]:
+        """Run `command` on a lab host as the region's SSH user, with the region's key."""
+        key = self.root / ".turnkit/regions/lab/ssh/id_ed25519"
+        return subprocess.run(
+            ["ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", f"admin@{ip}", command],
+            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+
+def make_site(root: Path, nodes: int = 2) -> LabSite:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "turnkit.toml").write_text(TOML.format(nodes=nodes))
+    return LabSite(root)
+
+
+def teardown(site: LabSite) -> list[str]:
+    """Destroy through the CLI, then whatever is still on the machine (empty when clean)."""
+    site.cli("destroy", "--region", "lab", "--yes")
+    return lab.leftovers(site.spec())
+
+
+@pytest.fixture
+def lab_site(tmp_path: Path) -> Iterator[LabSite]:
+    site = make_site(tmp_path / "project")
+    try:
+        yield site
+    finally:
+        left = teardown(site)
+        assert left == [], f"lab leftovers after destroy: {left}"

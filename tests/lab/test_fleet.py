@@ -1,0 +1,147 @@
+"""`turnkit deploy --region lab`, then two browsers behind symmetric NATs call through the relays.
+
+One lab is provisioned and deployed for the module (the slow part) and destroyed afterwards,
+also after a failure, with a check that nothing is left on the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from playwright.async_api import Page, async_playwright
+
+from tests.lab import browsers
+from tests.lab.conftest import LabSite, make_site, teardown
+from turnkit.lab import nat
+
+#: A cold deploy (apt on every host, the wheelhouse, certificates) takes minutes on 2 busy cores.
+pytestmark = pytest.mark.timeout(1800)
+
+JWT_SECRET = "lab-test-jwt-secret-0123456789abcdef"
+CALL_TIMEOUT_MS = 60_000
+#: "udp-blocked": no UDP and no plain TURN/TCP (3478) out of the homes, so only turns: (5349) is left.
+BLOCKED = {"udp-blocked": ("meta l4proto udp", "tcp dport 3478")}
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabSite]:
+    site = make_site(tmp_path_factory.mktemp("lab-fleet") / "project")
+    with open(site.config, "a") as fh:
+        fh.write("allow_lab_peers = true\n")
+    try:
+        assert site.cli("secret", "init").returncode == 0
+        env = {**os.environ, "TURNKIT_JWT_SECRET": JWT_SECRET}
+        out = subprocess.run(
+            [sys.executable, "-m", "turnkit", "deploy", "--region", "lab", "--json", "--config", str(site.config)],
+            cwd=site.root, capture_output=True, text=True, timeout=1500, env=env, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr[-4000:]
+        report = json.loads(out.stdout)
+        assert report["ok"] is True
+        assert [(n["name"], n["ok"]) for n in report["nodes"]] == [("turn-1", True), ("turn-2", True)]
+        yield site
+    finally:
+        left = teardown(site)
+        assert left == [], f"lab leftovers after destroy: {left}"
+
+
+def test_systemd_runs_every_service_and_restarts_a_killed_instance(fleet: LabSite) -> None:
+    for ip in ("198.18.0.11", "198.18.0.12"):
+        assert fleet.ssh(ip, "systemctl is-active coturn").stdout.split() == ["active"]
+    units = "nginx turnkit-signaling@8080 turnkit-signaling@8081 turnkit-probe.timer"
+    assert fleet.ssh("198.18.0.10", f"systemctl is-active {units}").stdout.split() == ["active"] * 4
+
+    show = "systemctl show -p MainPID --value turnkit-signaling@8080"
+    before = fleet.ssh("198.18.0.10", show).stdout.strip()
+    assert fleet.ssh("198.18.0.10", f"sudo kill -9 {before}").returncode == 0
+    after = before
+    for _ in range(60):  # Restart= brings it back; wait for the new main process
+        after = fleet.ssh(
+            "198.18.0.10", f"systemctl is-active turnkit-signaling@8080 >/dev/null && {show}"
+        ).stdout.strip()
+        if after not in ("", "0", before):
+            break
+        time.sleep(0.5)
+    assert after not in ("", "0", before)
+
+
+# -- browsers behind symmetric NAT ------------------------------------------------------------
+
+
+def _token(sub: str) -> str:
+    now = int(time.time())
+    return jwt.encode({"sub": sub, "iat": now, "exp": now + 900}, JWT_SECRET, algorithm="HS256")
+
+
+async def _state(page: Page) -> dict[str, Any]:
+    state: dict[str, Any] = await page.evaluate(
+        "() => { const { pc, ...rest } = window.turnkitDemo; return JSON.parse(JSON.stringify(rest)); }"
+    )
+    return state
+
+
+@pytest.fixture
+async def call_pages(fleet: LabSite, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[list[Page]]:
+    """Two pages in two homes behind their own NATs, joined to one room (policy `all`)."""
+    mode: str = request.param
+    provider = fleet.provider()
+    spec = provider.lab_spec()
+    topo = spec.topology
+    homes = [nat.Home(k, spec.lab) for k in (0, 1)]
+    for home in homes:
+        nat.up(topo, home, drop=BLOCKED.get(mode, ()))
+    names = {h.hostname: topo.host(h.name).ip for h in spec.hosts}
+    ca = provider.ca_file()
+    assert ca is not None
+    async with async_playwright() as pw:
+        pages = []
+        for home, who in zip(homes, ("ann", "ben"), strict=True):
+            wrapper = browsers.prepare_profile(tmp_path / f"home{home.k}", home.home_ns, Path(ca))
+            args = [*browsers.CHROMIUM_ARGS, f"--host-resolver-rules={browsers.resolver_rules(names)}"]
+            browser = await pw.chromium.launch(executable_path=str(wrapper), args=args)
+            page = await (await browser.new_context()).new_page()
+            if mode == "stun-only":
+                await page.add_init_script(browsers.STUN_ONLY)
+            await page.goto(f"https://{spec.hosts[0].hostname}/?token={_token(who)}")  # server_name
+            pages.append(page)
+        for page in pages:
+            await page.fill("#room", f"nat-{mode}")
+            await page.click("#join")
+        yield pages
+
+
+@pytest.mark.parametrize("call_pages", ["stun-only"], indirect=True)
+async def test_without_turn_the_natted_browsers_cannot_connect(call_pages: list[Page]) -> None:
+    for page in call_pages:
+        await page.wait_for_function("() => window.turnkitDemo.errors.length > 0", timeout=CALL_TIMEOUT_MS, polling=250)
+    for page in call_pages:
+        state = await _state(page)
+        assert state["state"] != "connected"
+        assert state["stats"] is None or state["stats"]["framesDecoded"] == 0
+        assert any("no network path between the peers" in e for e in state["errors"]), state["errors"]
+        urls = [u for s in state["iceServers"] for u in s["urls"]]
+        assert any(u.startswith("turn:") for u in urls)  # turnkit offered TURN; the page kept only STUN
+
+
+@pytest.mark.parametrize("call_pages", ["all", "udp-blocked"], indirect=True)
+async def test_the_natted_browsers_connect_through_a_relay(
+    call_pages: list[Page], request: pytest.FixtureRequest
+) -> None:
+    for page in call_pages:
+        await page.wait_for_function(browsers.CALL_UP, timeout=CALL_TIMEOUT_MS, polling=250)
+    udp_blocked = "udp-blocked" in request.node.name
+    for page in call_pages:
+        stats = (await _state(page))["stats"]
+        assert stats["localCandidateType"] == "relay" or stats["remoteCandidateType"] == "relay", stats
+        assert await page.evaluate("() => document.getElementById('remote-video').videoWidth") > 0
+        if udp_blocked:
+            assert stats["localCandidateType"] == "relay" and stats["relayProtocol"] == "tls", stats
