@@ -6,6 +6,7 @@ also after a failure, with a check that nothing is left on the machine.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ from typing import Any
 
 import jwt
 import pytest
+from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page, async_playwright
 
 from tests.lab import browsers
@@ -89,6 +91,19 @@ async def _state(page: Page) -> dict[str, Any]:
     return state
 
 
+async def _open(page: Page, url: str, attempts: int = 4) -> None:
+    """page.goto, again when Chromium reports ERR_NETWORK_CHANGED: a browser started in a home namespace
+    whose NAT just came up can see its interfaces settle during the first navigation (only that error)."""
+    for attempt in range(attempts):
+        try:
+            await page.goto(url)
+            return
+        except PlaywrightError as exc:
+            if "ERR_NETWORK_CHANGED" not in str(exc) or attempt == attempts - 1:
+                raise
+            await asyncio.sleep(1.0)
+
+
 @pytest.fixture
 async def call_pages(fleet: LabSite, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[list[Page]]:
     """Two pages in two homes behind their own NATs, joined to one room (policy `all`)."""
@@ -111,7 +126,7 @@ async def call_pages(fleet: LabSite, request: pytest.FixtureRequest, tmp_path: P
             page = await (await browser.new_context()).new_page()
             if mode == "stun-only":
                 await page.add_init_script(browsers.STUN_ONLY)
-            await page.goto(f"https://{spec.hosts[0].hostname}/?token={_token(who)}")  # server_name
+            await _open(page, f"https://{spec.hosts[0].hostname}/?token={_token(who)}")  # server_name
             pages.append(page)
         for page in pages:
             await page.fill("#room", f"nat-{mode}")
