@@ -10,23 +10,9 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 from tests.deploy.conftest import Site, run_cli
+from tests.helpers.deploy import alive
 from turnkit import keyring, localstack, secretdb
 from turnkit.nodes import region_nodes
-
-
-def alive(pid: int) -> bool:
-    """Any thread of the process still runs (an exited, unreaped zombie does not count)."""
-    tasks = Path(f"/proc/{pid}/task")
-    if not tasks.is_dir():
-        return False
-    for task in tasks.iterdir():
-        try:
-            if (task / "stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z":
-                return True
-        except OSError:
-            continue
-    return False
-
 
 #: What a one-node local region runs: the central usage store, statsdb + coturn + meter, signaling.
 SERVICES = ("meter-central", "statsdb-turn-1", "coturn-turn-1", "meter-turn-1", "signaling")

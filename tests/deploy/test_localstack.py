@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemons import free_port
-from tests.deploy.test_local import alive
+from tests.helpers.deploy import alive
 from turnkit import supervisor
 from turnkit.errors import DaemonError
 from turnkit.supervisor import Layout, Listen, Service

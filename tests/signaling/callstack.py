@@ -7,6 +7,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -154,3 +155,36 @@ def call_stack(tmp: Path, settings: Mapping[str, Mapping[str, object]] | None = 
 
 def _base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("TURNKIT_")}
+
+
+@dataclass
+class Restartable:
+    """coturn plus a `turnkit signaling serve` that can be restarted on its port."""
+
+    port: int
+    config: Path
+    log: Path
+    env: dict[str, str]
+    jwt_secret: str
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                server_command(self.config, self.port),
+                cwd=self.config.parent,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        _wait_healthy(self.proc, f"http://127.0.0.1:{self.port}", self.log)
+
+    def stop(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(30) == 0
+
+    def token(self, sub: str) -> str:
+        now = int(time.time())
+        return jwt.encode({"sub": sub, "iat": now, "exp": now + 900}, self.jwt_secret, algorithm="HS256")

@@ -17,10 +17,12 @@ from typing import Any
 
 import jwt
 import pytest
+from playwright.async_api import Browser, async_playwright
 from websockets.asyncio.client import ClientConnection, connect
 
 from signaling.app import SignalingServer
 from tests.daemons import free_port, wait_port
+from tests.helpers.browser import CHROMIUM_ARGS
 from turnkit import config as config_mod
 from turnkit import keyring
 
@@ -260,3 +262,14 @@ def serving(
 async def client(port: int, sub: str) -> AsyncIterator[Client]:
     async with connect(f"ws://127.0.0.1:{port}/ws?token={make_token(sub)}") as ws:
         yield Client(ws)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Headless Debian Chromium (never a downloaded browser), closed after the test."""
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()

@@ -3,37 +3,21 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
+from tests.helpers.browser import CALL_UP, demo_state, join
 from tests.signaling.callpeer import CallPeer
 from tests.signaling.callstack import Stack, allocations_for, call_stack
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-gpu",
-    "--disable-quic",
-]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 CALL_TIMEOUT_MS = 30_000
 
 #: Both sides connected, the selected pair known, and remote video actually decoded and shown.
-CALL_UP = """() => {
-  const d = window.turnkitDemo, v = document.getElementById("remote-video");
-  return d.state === "connected" && d.stats !== null && d.stats.localCandidateType !== null
-    && d.stats.framesDecoded > 0 && v.videoWidth > 0;
-}"""
 
 
 @pytest.fixture(scope="module")
@@ -42,36 +26,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
-
-
 async def open_page(browser: Browser, stack: Stack, sub: str, token: str | None = None) -> Page:
     context = await browser.new_context(viewport={"width": 1280, "height": 760})
     page = await context.new_page()
     await page.goto(f"{stack.base_url}/?token={token or stack.token(sub)}")
     return page
-
-
-async def join(page: Page, room: str, relay_only: bool = True) -> None:
-    await page.fill("#room", room)
-    if relay_only != await page.is_checked("#relay-only"):
-        await page.click("label.switch")  # the toggle is a styled label, as a user clicks it
-    assert await page.is_checked("#relay-only") == relay_only
-    await page.click("#join")
-
-
-async def demo_state(page: Page) -> dict[str, Any]:
-    state: dict[str, Any] = await page.evaluate(
-        "() => { const { pc, ...rest } = window.turnkitDemo; return JSON.parse(JSON.stringify(rest)); }"
-    )
-    return state
 
 
 async def wait_for(page: Page, predicate: str, stack: Stack, what: str) -> None:

@@ -17,16 +17,16 @@ import secrets
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from tests.daemons import Coturn, free_port, render_coturn, wait_port
+from tests.helpers.browser import CALL_UP, demo_state, join
+from tests.signaling.callstack import Restartable
 from tests.signaling.conftest import toml_text
-from tests.signaling.test_browser import CALL_UP, CHROMIUM_ARGS, demo_state, join
-from tests.signaling.test_browser_resume import Restartable
 from turnkit import config as config_mod
 from turnkit import health, keyring, nodes, pki
 from turnkit.health import NodeHealth
@@ -137,16 +137,6 @@ def two_node_stack(tmp: Path) -> Iterator[tuple[Restartable, list[Coturn], Path]
             if node.proc.poll() is None:
                 node.proc.kill()
                 node.proc.wait(10)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
 
 
 INBOUND = """async () => {

@@ -7,56 +7,18 @@ import asyncio
 import contextlib
 import os
 import secrets
-import signal
-import subprocess
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
-import jwt
-import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from tests.daemons import free_port
-from tests.signaling.callstack import _wait_healthy, server_command, verbose_coturn, write_config
-from tests.signaling.test_browser import CALL_UP, CHROMIUM_ARGS, demo_state, join
+from tests.helpers.browser import CALL_UP, demo_state, join
+from tests.signaling.callstack import Restartable, verbose_coturn, write_config
 
 WAIT_MS = 30_000
-
-
-@dataclass
-class Restartable:
-    """coturn plus a `turnkit signaling serve` that can be restarted on its port."""
-
-    port: int
-    config: Path
-    log: Path
-    env: dict[str, str]
-    jwt_secret: str
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                server_command(self.config, self.port),
-                cwd=self.config.parent,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        _wait_healthy(self.proc, f"http://127.0.0.1:{self.port}", self.log)
-
-    def stop(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        assert self.proc.wait(30) == 0
-
-    def token(self, sub: str) -> str:
-        now = int(time.time())
-        return jwt.encode({"sub": sub, "iat": now, "exp": now + 900}, self.jwt_secret, algorithm="HS256")
 
 
 @contextlib.contextmanager
@@ -76,16 +38,6 @@ def restartable_stack(tmp: Path) -> Iterator[Restartable]:
             if stack.proc is not None and stack.proc.poll() is None:
                 stack.proc.kill()
                 stack.proc.wait(10)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
 
 
 async def frames(page: Page) -> int:

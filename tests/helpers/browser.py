@@ -1,0 +1,41 @@
+"""Browser test helpers: Chromium's launch arguments and driving the demo page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from playwright.async_api import Page
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-gpu",
+    "--disable-quic",
+]
+
+
+CALL_UP = """() => {
+  const d = window.turnkitDemo, v = document.getElementById("remote-video");
+  return d.state === "connected" && d.stats !== null && d.stats.localCandidateType !== null
+    && d.stats.framesDecoded > 0 && v.videoWidth > 0;
+}"""
+
+
+async def join(page: Page, room: str, relay_only: bool = True) -> None:
+    await page.fill("#room", room)
+    if relay_only != await page.is_checked("#relay-only"):
+        await page.click("label.switch")  # the toggle is a styled label, as a user clicks it
+    assert await page.is_checked("#relay-only") == relay_only
+    await page.click("#join")
+
+
+async def demo_state(page: Page) -> dict[str, Any]:
+    state: dict[str, Any] = await page.evaluate(
+        "() => { const { pc, ...rest } = window.turnkitDemo; return JSON.parse(JSON.stringify(rest)); }"
+    )
+    return state
