@@ -6,17 +6,9 @@ from typing import Any
 
 from playwright.async_api import Page
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-gpu",
-    "--disable-quic",
-]
+from bench.browser import CHROMIUM, CHROMIUM_ARGS  # one launch list for tests and benchmarks
+
+__all__ = ["CALL_UP", "CHROMIUM", "CHROMIUM_ARGS", "demo_state", "join"]
 
 
 CALL_UP = """() => {

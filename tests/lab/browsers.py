@@ -11,18 +11,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-gpu",
-    "--disable-quic",
-]
+from tests.helpers.browser import CHROMIUM
 
 #: Both sides connected, the selected pair known, and remote video actually decoded and shown.
 CALL_UP = """() => {

@@ -21,6 +21,7 @@ import pytest
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page, async_playwright
 
+from tests.helpers.browser import CHROMIUM_ARGS
 from tests.lab import browsers
 from tests.lab.conftest import LabSite, make_site, teardown
 from turnkit.lab import nat
@@ -121,7 +122,7 @@ async def call_pages(fleet: LabSite, request: pytest.FixtureRequest, tmp_path: P
         pages = []
         for home, who in zip(homes, ("ann", "ben"), strict=True):
             wrapper = browsers.prepare_profile(tmp_path / f"home{home.k}", home.home_ns, Path(ca))
-            args = [*browsers.CHROMIUM_ARGS, f"--host-resolver-rules={browsers.resolver_rules(names)}"]
+            args = [*CHROMIUM_ARGS, f"--host-resolver-rules={browsers.resolver_rules(names)}"]
             browser = await pw.chromium.launch(executable_path=str(wrapper), args=args)
             page = await (await browser.new_context()).new_page()
             if mode == "stun-only":
