@@ -76,7 +76,11 @@ def test_failing_node_drops_out_of_ice_servers(project: Project, coturn: daemons
     verdicts = health.read_file(health.path_for(config_mod.load(conf)))
     assert verdicts["lab/turn-a"].ok is True
     assert verdicts["lab/turn-b"].ok is False and "allocate/udp" in verdicts["lab/turn-b"].failed
-    assert ice_hosts(signaling_url) == {"127.0.0.1"}
+    # Signaling looks at the health file at most once a second (signaling.ice.HEALTH_RECHECK).
+    deadline = time.monotonic() + 10
+    while (hosts := ice_hosts(signaling_url)) != {"127.0.0.1"} and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert hosts == {"127.0.0.1"}
 
 
 def test_probe_via_signaling_checks_what_browsers_get(
