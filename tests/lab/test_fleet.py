@@ -137,8 +137,12 @@ async def call_pages(fleet: LabSite, request: pytest.FixtureRequest, tmp_path: P
 
 @pytest.mark.parametrize("call_pages", ["stun-only"], indirect=True)
 async def test_without_turn_the_natted_browsers_cannot_connect(call_pages: list[Page]) -> None:
+    # The page does not give up at the first ICE failure: its watchdog fetches fresh ICE servers and
+    # restarts ICE up to 3 times (a dead TURN node), so the final "Call failed" comes after 4 failures.
     for page in call_pages:
-        await page.wait_for_function("() => window.turnkitDemo.errors.length > 0", timeout=CALL_TIMEOUT_MS, polling=250)
+        await page.wait_for_function(
+            "() => window.turnkitDemo.errors.length > 0", timeout=4 * CALL_TIMEOUT_MS, polling=250
+        )
     for page in call_pages:
         state = await _state(page)
         assert state["state"] != "connected"
