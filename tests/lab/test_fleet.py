@@ -137,17 +137,14 @@ async def call_pages(fleet: LabSite, request: pytest.FixtureRequest, tmp_path: P
 
 @pytest.mark.parametrize("call_pages", ["stun-only"], indirect=True)
 async def test_without_turn_the_natted_browsers_cannot_connect(call_pages: list[Page]) -> None:
-    # The page does not give up at the first ICE failure: its watchdog fetches fresh ICE servers and
-    # restarts ICE up to 3 times (a dead TURN node), so the final "Call failed" comes after 4 failures.
-    for page in call_pages:
-        await page.wait_for_function(
-            "() => window.turnkitDemo.errors.length > 0", timeout=4 * CALL_TIMEOUT_MS, polling=250
-        )
+    # The page does not give up on a failed call: its watchdog fetches fresh ICE servers and restarts
+    # ICE, so there is no final error to wait for. Give the call the time a relayed one needs (they
+    # connect in seconds), then check that nothing ever got through.
+    await asyncio.sleep(CALL_TIMEOUT_MS / 1000)
     for page in call_pages:
         state = await _state(page)
         assert state["state"] != "connected"
         assert state["stats"] is None or state["stats"]["framesDecoded"] == 0
-        assert any("no network path between the peers" in e for e in state["errors"]), state["errors"]
         urls = [u for s in state["iceServers"] for u in s["urls"]]
         assert any(u.startswith("turn:") for u in urls)  # turnkit offered TURN; the page kept only STUN
 
