@@ -23,12 +23,16 @@ CALL_UP = """() => {
 #: Keep only stun: URLs in every RTCPeerConnection the page makes (the "no TURN" baseline).
 STUN_ONLY = """(() => {
   const Native = window.RTCPeerConnection;
-  window.RTCPeerConnection = function (config, ...rest) {
-    const servers = ((config && config.iceServers) || [])
+  const stunOnly = (config) => ({
+    ...config,
+    iceServers: ((config && config.iceServers) || [])
       .map((s) => ({ urls: [].concat(s.urls).filter((u) => u.startsWith("stun:")) }))
-      .filter((s) => s.urls.length > 0);
-    return new Native({ ...config, iceServers: servers }, ...rest);
-  };
+      .filter((s) => s.urls.length > 0),
+  });
+  // Also on ICE restarts: the page's watchdog hands fresh servers to setConfiguration().
+  const nativeSet = Native.prototype.setConfiguration;
+  Native.prototype.setConfiguration = function (config) { return nativeSet.call(this, stunOnly(config)); };
+  window.RTCPeerConnection = function (config, ...rest) { return new Native(stunOnly(config), ...rest); };
   window.RTCPeerConnection.prototype = Native.prototype;
 })();"""
 
