@@ -6,6 +6,8 @@ failure with the reason, never a skip. Only one lab runs per machine (it owns 19
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +19,9 @@ import pytest
 from turnkit import config as config_mod
 from turnkit.lab import lab
 from turnkit.provision.lab import LabProvider
+
+#: The signaling JWT secret of the deployed fleet (tests mint their tokens with it).
+JWT_SECRET = "lab-test-jwt-secret-0123456789abcdef"
 
 TOML = """\
 [project]
@@ -80,6 +85,30 @@ def teardown(site: LabSite) -> list[str]:
 def lab_site(tmp_path: Path) -> Iterator[LabSite]:
     site = make_site(tmp_path / "project")
     try:
+        yield site
+    finally:
+        left = teardown(site)
+        assert left == [], f"lab leftovers after destroy: {left}"
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabSite]:
+    """2 TURN hosts + the signaling host, deployed once per test module (the slow part: minutes cold),
+    destroyed after it, also after a failure, with a check that nothing is left on the machine."""
+    site = make_site(tmp_path_factory.mktemp("lab-fleet") / "project")
+    with open(site.config, "a") as fh:
+        fh.write("allow_lab_peers = true\n")
+    try:
+        assert site.cli("secret", "init").returncode == 0
+        env = {**os.environ, "TURNKIT_JWT_SECRET": JWT_SECRET}
+        out = subprocess.run(
+            [sys.executable, "-m", "turnkit", "deploy", "--region", "lab", "--json", "--config", str(site.config)],
+            cwd=site.root, capture_output=True, text=True, timeout=1500, env=env, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr[-4000:]
+        report = json.loads(out.stdout)
+        assert report["ok"] is True
+        assert [(n["name"], n["ok"]) for n in report["nodes"]] == [("turn-1", True), ("turn-2", True)]
         yield site
     finally:
         left = teardown(site)

@@ -7,12 +7,8 @@ also after a failure, with a check that nothing is left on the machine.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,38 +19,15 @@ from playwright.async_api import Page, async_playwright
 
 from tests.helpers.browser import CHROMIUM_ARGS
 from tests.lab import browsers
-from tests.lab.conftest import LabSite, make_site, teardown
+from tests.lab.conftest import JWT_SECRET, LabSite
 from turnkit.lab import nat
 
 #: A cold deploy (apt on every host, the wheelhouse, certificates) takes minutes on 2 busy cores.
 pytestmark = pytest.mark.timeout(1800)
 
-JWT_SECRET = "lab-test-jwt-secret-0123456789abcdef"
 CALL_TIMEOUT_MS = 60_000
 #: "udp-blocked": no UDP and no plain TURN/TCP (3478) out of the homes, so only turns: (5349) is left.
 BLOCKED = {"udp-blocked": ("meta l4proto udp", "tcp dport 3478")}
-
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabSite]:
-    site = make_site(tmp_path_factory.mktemp("lab-fleet") / "project")
-    with open(site.config, "a") as fh:
-        fh.write("allow_lab_peers = true\n")
-    try:
-        assert site.cli("secret", "init").returncode == 0
-        env = {**os.environ, "TURNKIT_JWT_SECRET": JWT_SECRET}
-        out = subprocess.run(
-            [sys.executable, "-m", "turnkit", "deploy", "--region", "lab", "--json", "--config", str(site.config)],
-            cwd=site.root, capture_output=True, text=True, timeout=1500, env=env, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        assert out.returncode == 0, out.stderr[-4000:]
-        report = json.loads(out.stdout)
-        assert report["ok"] is True
-        assert [(n["name"], n["ok"]) for n in report["nodes"]] == [("turn-1", True), ("turn-2", True)]
-        yield site
-    finally:
-        left = teardown(site)
-        assert left == [], f"lab leftovers after destroy: {left}"
 
 
 def test_systemd_runs_every_service_and_restarts_a_killed_instance(fleet: LabSite) -> None:
