@@ -32,6 +32,8 @@ DAEMON_FIXTURES = frozenset(
         "target",  # tests/ansible: ansible-playbook into a debootstrap chroot
         "site",  # tests/deploy: the local stack (coturn, signaling, nginx)
         "site2",
+        "fleet",  # tests/lab: a deployed lab region (nspawn hosts, pebble, ansible-playbook)
+        "lab_site",  # tests/lab: a lab region provisioned by the test
     }
 )
 #: Parametrized fixtures whose listed values start a daemon (the other values do not).
