@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.deploy.conftest import consecutive_free_ports, write_site
-from tests.signaling.conftest import redis_running
+from tests.helpers.signaling import redis_running
 from turnkit import localstack
 
 

@@ -25,8 +25,8 @@ from playwright.async_api import Browser, Page
 
 from tests.daemons import Coturn, free_port, render_coturn, wait_port
 from tests.helpers.browser import CALL_UP, demo_state, join
+from tests.helpers.signaling import toml_text
 from tests.signaling.callstack import Restartable
-from tests.signaling.conftest import toml_text
 from turnkit import config as config_mod
 from turnkit import health, keyring, nodes, pki
 from turnkit.health import NodeHealth
