@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.deploy.conftest import consecutive_free_ports, write_site
+from tests.helpers.deploy import consecutive_free_ports, write_site
 from tests.helpers.signaling import redis_running
 from turnkit import localstack
 
