@@ -7,24 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.deploy import Site, write_site
-from turnkit import localstack
+from tests.helpers.deploy import Site, local_site
 
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
-    s = write_site(tmp_path)
-    try:
+    with local_site(tmp_path) as s:
         yield s
-    finally:
-        localstack.down(s.load(), "local", lambda _: None)
 
 
 @pytest.fixture
 def site2(tmp_path: Path) -> Iterator[Site]:
     """Two coturn nodes (127.0.0.1 and 127.0.0.2, same ports)."""
-    s = write_site(tmp_path, nodes=2)
-    try:
+    with local_site(tmp_path, nodes=2) as s:
         yield s
-    finally:
-        localstack.down(s.load(), "local", lambda _: None)

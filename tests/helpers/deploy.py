@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import socket
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.daemons import free_port
 from tests.helpers.cli import run_cli
 from turnkit import config as config_mod
+from turnkit import localstack
 
 
 def alive(pid: int) -> bool:
@@ -66,6 +69,16 @@ def write_site(root: Path, nodes: int = 1) -> Site:
         "flush_interval = 1.0\n"
     )
     return Site(root, listening, tls, signaling, statsdb, central, metrics)
+
+
+@contextlib.contextmanager
+def local_site(root: Path, nodes: int = 1) -> Iterator[Site]:
+    """A site for `nodes` coturn nodes, its local region always taken down afterwards."""
+    site = write_site(root, nodes)
+    try:
+        yield site
+    finally:
+        localstack.down(site.load(), "local", lambda _: None)
 
 
 def consecutive_free_ports(count: int) -> int:

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import random
 import secrets
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,12 +19,12 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page
 
-from tests.daemons import Coturn, free_port, render_coturn, wait_port
+from tests.daemons import Coturn, free_port, start_coturn
 from tests.helpers.browser import demo_state, start_call
 from tests.helpers.signaling import toml_text
 from tests.signaling.callstack import Restartable
 from turnkit import config as config_mod
-from turnkit import health, keyring, nodes, pki
+from turnkit import health, keyring, nodes
 from turnkit.health import NodeHealth
 
 WAIT_MS = 30_000
@@ -64,33 +61,12 @@ async def until_on_node(page: Page, address: str, timeout: float) -> dict[str, o
         await asyncio.sleep(0.1)
 
 
-def start_node(cfg: config_mod.Config, index: int, secret: str, workdir: Path, extra: dict[str, object]) -> Coturn:
+def start_node(cfg: config_mod.Config, index: int, secret: str, workdir: Path) -> Coturn:
+    """The region's node `index` on its own loopback address, with the region's shared ports."""
     node = nodes.region_nodes(cfg, "lab")[index]
-    address = NODES[index]
-    assert node.hostname == address
-    workdir.mkdir(parents=True, exist_ok=True)
-    relay_min = random.randrange(20000, 60000, 100)
-    certs = pki.make_ca_and_cert(workdir / "certs", ["turn.example.test", address], dt.datetime.now(dt.UTC), 90)
-    log, pidfile = workdir / "turnserver.log", workdir / "turnserver.pid"
-    overrides = {
-        "coturn_listening_ips": [address],
-        "coturn_relay_ips": [address],
-        "coturn_min_port": relay_min,
-        "coturn_max_port": relay_min + 99,
-        "coturn_cert_file": str(certs.cert),
-        "coturn_pkey_file": str(certs.key),
-        "coturn_pidfile": str(pidfile),
-        "coturn_log_file": str(log),
-        "coturn_verbose": True,
-        **extra,
-    }
-    conf = render_coturn(cfg, node, [secret], workdir, overrides)
-    proc = subprocess.Popen(
-        ["turnserver", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    server = Coturn(proc, cfg.ports.listening, cfg.ports.tls, conf, log, pidfile, certs)
-    wait_port(cfg.ports.listening, host=address)
-    return server
+    assert node.hostname == NODES[index]
+    only_here = {"coturn_listening_ips": [node.hostname], "coturn_relay_ips": [node.hostname], "coturn_verbose": True}
+    return start_coturn(cfg, [secret], workdir, extra=only_here, node=node, ports=(cfg.ports.listening, cfg.ports.tls))
 
 
 @contextlib.contextmanager
@@ -122,7 +98,7 @@ def two_node_stack(tmp: Path) -> Iterator[tuple[Restartable, list[Coturn], Path]
     stack = Restartable.on(port, workdir / "turnkit.toml", jwt_secret)
     try:
         for i in range(len(NODES)):
-            turns.append(start_node(cfg, i, turn_secret, tmp / f"coturn{i + 1}", {}))
+            turns.append(start_node(cfg, i, turn_secret, tmp / f"coturn{i + 1}"))
         stack.start()
         yield stack, turns, health_file
     finally:
