@@ -103,15 +103,20 @@ def start_coturn(
     workdir: Path,
     cert_days: int = 90,
     extra: Mapping[str, Any] | None = None,
+    node: Node | None = None,
+    ports: tuple[int, int] | None = None,
 ) -> Coturn:
-    """Render the node's config with test ports/paths and start turnserver as a plain process."""
+    """Render the node's config with test ports/paths and start turnserver as a plain process.
+
+    By default node `turn-1` on 127.0.0.1 with free listening and TLS ports; a region's own `node`
+    and `ports` start one of several nodes sharing ports on their own loopback addresses."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port, tls_port = free_port(), free_port()
+    node = node or Node("turn-1", "local", "127.0.0.1", "127.0.0.1", None)
+    port, tls_port = ports or (free_port(), free_port())
     relay_min = random.randrange(20000, 60000, 100)
     certs = pki.make_ca_and_cert(
-        workdir / "certs", ["turn.example.test", "127.0.0.1"], dt.datetime.now(dt.UTC), cert_days
+        workdir / "certs", ["turn.example.test", node.hostname], dt.datetime.now(dt.UTC), cert_days
     )
-    node = Node("turn-1", "local", "127.0.0.1", "127.0.0.1", None)
     log, pidfile = workdir / "turnserver.log", workdir / "turnserver.pid"
     overrides = {
         "coturn_listening_port": port,
@@ -130,8 +135,8 @@ def start_coturn(
     )
     server = Coturn(proc, port, tls_port, conf, log, pidfile, certs)
     try:
-        wait_port(port)
-        wait_port(tls_port)
+        wait_port(port, host=node.hostname)
+        wait_port(tls_port, host=node.hostname)
     except TimeoutError:
         server.stop()
         raise RuntimeError(f"turnserver did not start:\n{server.log_text()[-3000:]}") from None

@@ -18,7 +18,8 @@ import redis
 from cryptography import x509
 
 from tests import daemons, turnclient
-from tests.ansible.conftest import (
+from tests.certs.pebble import pebble_running
+from tests.helpers.ansible import (
     CENTRAL_URL,
     COTURN_VERSION,
     JWT_SECRET,
@@ -28,7 +29,6 @@ from tests.ansible.conftest import (
     USAGE_STORE_PASSWORD,
     Target,
 )
-from tests.certs.pebble import pebble_running
 from turnkit import ansible, credentials, render, resources, secretdb
 
 DOMAIN = "turn.example.test"

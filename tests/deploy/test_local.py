@@ -9,8 +9,8 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-from tests.deploy.conftest import Site, run_cli
-from tests.helpers.deploy import alive
+from tests.helpers.cli import run_cli
+from tests.helpers.deploy import Site, alive
 from turnkit import keyring, localstack, secretdb
 from turnkit.nodes import region_nodes
 

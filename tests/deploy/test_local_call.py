@@ -8,7 +8,7 @@ import time
 
 import jwt
 
-from tests.deploy.conftest import Site
+from tests.helpers.deploy import Site
 from tests.signaling.callpeer import CALL_TIMEOUT, CallPeer
 from turnkit import localstack
 

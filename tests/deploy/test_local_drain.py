@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from tests import turnclient
-from tests.deploy.conftest import Site
+from tests.helpers.deploy import Site
 from turnkit import clock, credentials, drain, health, keyring, localmeter, localstack
 from turnkit.nodes import region_nodes
 

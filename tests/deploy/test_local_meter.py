@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from tests import turnclient
-from tests.deploy.conftest import Site
+from tests.helpers.deploy import Site
 from turnkit import clock, credentials, keyring, localmeter, localstack
 from turnkit.nodes import region_nodes
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from aioice import stun
 from aioice.turn import create_turn_endpoint
 
-from tests.deploy.conftest import Site
+from tests.helpers.deploy import Site
 from turnkit import credentials, keyring, localstack, secretdb
 from turnkit.nodes import region_nodes
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from playwright.async_api import Page
+from playwright.async_api import Browser, Page
 
 from bench.browser import CHROMIUM, CHROMIUM_ARGS  # one launch list for tests and benchmarks
 
-__all__ = ["CALL_UP", "CHROMIUM", "CHROMIUM_ARGS", "demo_state", "join"]
+__all__ = ["CALL_UP", "CHROMIUM", "CHROMIUM_ARGS", "demo_state", "join", "start_call"]
 
 
 CALL_UP = """() => {
@@ -31,3 +32,22 @@ async def demo_state(page: Page) -> dict[str, Any]:
         "() => { const { pc, ...rest } = window.turnkitDemo; return JSON.parse(JSON.stringify(rest)); }"
     )
     return state
+
+
+async def start_call(
+    browser: Browser, base_url: str, token: Callable[[str], str], room: str, timeout_ms: float
+) -> list[Page]:
+    """alice and bob each open the demo page; alice joins `room` and waits alone, then bob joins:
+    both pages' calls are up with remote video."""
+    pages = []
+    for sub in ("alice", "bob"):
+        page = await (await browser.new_context()).new_page()
+        await page.goto(f"{base_url}/?token={token(sub)}")
+        pages.append(page)
+    alice, bob = pages
+    await join(alice, room)
+    await alice.wait_for_function("() => window.turnkitDemo.state === 'waiting'", timeout=timeout_ms)
+    await join(bob, room)
+    for page in pages:
+        await page.wait_for_function(CALL_UP, timeout=timeout_ms, polling=250)
+    return pages

@@ -1,9 +1,7 @@
-"""Provisioning test helpers: moto AMIs, configs and the CLI."""
+"""Provisioning test helpers: moto AMIs and configs."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -56,16 +54,3 @@ def write_config(tmp: Path, region_toml: str = "", project: str = "demo") -> Pat
     path = tmp / "turnkit.toml"
     path.write_text(text + region_toml)
     return path
-
-
-def run_cli(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """The installed CLI as a user runs it (AWS settings come from this process's environment)."""
-    return subprocess.run(
-        [sys.executable, "-m", "turnkit", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        input=stdin,
-        check=False,
-    )

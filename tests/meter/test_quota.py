@@ -10,7 +10,7 @@ import pytest
 
 from signaling.ice import IceProvider, NoHealth
 from signaling.keysource import KeySource
-from tests.signaling.conftest import StartServer, make_token, redis_running, write_config
+from tests.helpers.signaling import StartServer, make_token, redis_running, write_config
 from turnkit.meter import ledger
 from turnkit.meter.central import Central
 from turnkit.meter.cost import GB

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.signaling.conftest import RedisProc, redis_running
+from tests.helpers.signaling import RedisProc, redis_running
 from turnkit.meter import ledger
 from turnkit.meter.central import Central
 

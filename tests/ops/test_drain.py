@@ -24,7 +24,7 @@ from signaling.ice import FileHealth, IceProvider
 from signaling.keysource import KeySource
 from tests import turnclient
 from tests.daemons import free_port, render_coturn, stop_process, wait_port
-from tests.signaling.conftest import RedisProc, redis_running
+from tests.helpers.signaling import RedisProc, redis_running
 from turnkit import config as config_mod
 from turnkit import credentials, drain, health, keyring, pki
 from turnkit.nodes import region_nodes

@@ -12,7 +12,8 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.helpers.provision import run_cli, write_config
+from tests.helpers.cli import run_cli
+from tests.helpers.provision import write_config
 from turnkit import config as config_mod
 from turnkit.errors import ExitCode, TurnkitError
 from turnkit.nodes import region_nodes

@@ -51,7 +51,7 @@ def test_unknown_and_unprovisioned_regions_are_one_line_errors(tmp_path: Path) -
 
 
 def test_status_of_an_unprovisioned_region_is_an_error(tmp_path: Path) -> None:
-    from tests.helpers.provision import run_cli
+    from tests.helpers.cli import run_cli
 
     (tmp_path / "turnkit.toml").write_text('[regions.eu]\nprovider = "aws"\n')
     out = run_cli("status", "--region", "eu", "--json", cwd=tmp_path)

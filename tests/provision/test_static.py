@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.helpers.provision import run_cli
+from tests.helpers.cli import run_cli
 from turnkit import config as config_mod
 from turnkit.nodes import Node
 from turnkit.provision import provider_for

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import re
 import secrets
 import signal
@@ -20,6 +18,7 @@ from pathlib import Path
 import jwt
 
 from tests.daemons import Coturn, free_port, local_config, start_coturn, stop_process
+from tests.helpers.signaling import clean_env, toml_text
 from turnkit import keyring
 
 #: Generous: the stack must come up on a loaded 2-core machine.
@@ -52,11 +51,16 @@ class Stack:
         return f"ws://127.0.0.1:{self.port}/ws?token={token}"
 
     def token(self, sub: str, ttl: int = 900) -> str:
-        now = int(time.time())
-        return jwt.encode({"sub": sub, "iat": now, "exp": now + ttl}, self.jwt_secret, algorithm="HS256")
+        return client_token(self.jwt_secret, sub, ttl)
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def client_token(jwt_secret: str, sub: str, ttl: int = 900) -> str:
+    """An HS256 client JWT for `sub`, valid for `ttl` seconds."""
+    now = int(time.time())
+    return jwt.encode({"sub": sub, "iat": now, "exp": now + ttl}, jwt_secret, algorithm="HS256")
 
 
 @contextlib.contextmanager
@@ -76,10 +80,6 @@ def allocations_for(log: str, user: str) -> list[str]:
     return [line for line in log.splitlines() if pattern.search(line)]
 
 
-def _toml_value(value: object) -> str:
-    return json.dumps(value)  # booleans, numbers and plain strings are spelled alike in JSON and TOML
-
-
 def config_text(turn: Coturn, port: int, settings: Mapping[str, Mapping[str, object]]) -> str:
     """turnkit.toml whose `local` region's ICE URLs point at the running coturn's ports."""
     tables = {name: dict(values) for name, values in _BASE.items()}
@@ -87,10 +87,7 @@ def config_text(turn: Coturn, port: int, settings: Mapping[str, Mapping[str, obj
     tables["signaling"]["port"] = port
     for name, values in settings.items():
         tables.setdefault(name, {}).update(values)
-    return "\n".join(
-        f"[{name}]\n" + "".join(f"{key} = {_toml_value(v)}\n" for key, v in values.items())
-        for name, values in tables.items()
-    )
+    return toml_text(tables)
 
 
 def write_config(
@@ -135,38 +132,33 @@ def call_stack(tmp: Path, settings: Mapping[str, Mapping[str, object]] | None = 
     with verbose_coturn(tmp, turn_secret) as turn:
         port = free_port()
         config = write_config(tmp / "signaling", turn, port, turn_secret, settings or {})
-        log = tmp / "signaling" / "server.log"
-        env = {**_base_env(), "TURNKIT_JWT_SECRET": jwt_secret}
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                server_command(config, port),
-                cwd=config.parent,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        server = Restartable.on(port, config, jwt_secret)
+        server.start()
         try:
-            _wait_healthy(proc, f"http://127.0.0.1:{port}", log)
-            yield Stack(turn, port, jwt_secret, config, log)
+            yield Stack(turn, port, jwt_secret, config, server.log)
         finally:
-            stop_process(proc)
-
-
-def _base_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("TURNKIT_")}
+            server.stop_quietly()
 
 
 @dataclass
 class Restartable:
-    """coturn plus a `turnkit signaling serve` that can be restarted on its port."""
+    """`turnkit signaling serve` on a fixed port, so a test can stop it and start it again there."""
 
     port: int
     config: Path
     log: Path
     env: dict[str, str]
-    jwt_secret: str
+    jwt_secret: str = field(repr=False)
     proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def on(cls, port: int, config: Path, jwt_secret: str) -> Restartable:
+        """The server for `config` on `port`, not started yet; it logs to server.log beside the config."""
+        return cls(port, config, config.parent / "server.log", clean_env(TURNKIT_JWT_SECRET=jwt_secret), jwt_secret)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         with self.log.open("ab") as out:
@@ -178,13 +170,17 @@ class Restartable:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        _wait_healthy(self.proc, f"http://127.0.0.1:{self.port}", self.log)
+        _wait_healthy(self.proc, self.base_url, self.log)
 
     def stop(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         assert self.proc.wait(30) == 0
 
+    def stop_quietly(self) -> None:
+        """Teardown: SIGTERM, then SIGKILL; nothing asserted (the test may have stopped it already)."""
+        if self.proc is not None:
+            stop_process(self.proc)
+
     def token(self, sub: str) -> str:
-        now = int(time.time())
-        return jwt.encode({"sub": sub, "iat": now, "exp": now + 900}, self.jwt_secret, algorithm="HS256")
+        return client_token(self.jwt_secret, sub)

@@ -16,7 +16,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.signaling.conftest import make_token
+from tests.helpers.signaling import make_token
 
 BACKOFF_FIRST = 0.05
 BACKOFF_MAX = 1.0

@@ -17,8 +17,6 @@ from tests.signaling.callstack import Stack, allocations_for, call_stack
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 CALL_TIMEOUT_MS = 30_000
 
-#: Both sides connected, the selected pair known, and remote video actually decoded and shown.
-
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
@@ -42,16 +40,20 @@ async def wait_for(page: Page, predicate: str, stack: Stack, what: str) -> None:
         pytest.fail(f"{what}: not reached; page state {json.dumps(state)}\nserver log:\n{stack.log_text()[-2000:]}")
 
 
-async def test_two_browsers_call_through_coturn_relay(browser: Browser, stack: Stack) -> None:
-    alice = await open_page(browser, stack, "alice")
-    bob = await open_page(browser, stack, "bob")
-    assert "token=" not in alice.url  # the page moves the bearer token out of the address bar
-
-    await join(alice, "relay-call")
-    await wait_for(alice, "() => window.turnkitDemo.state === 'waiting'", stack, "alice alone in the room")
-    await join(bob, "relay-call")
-    for page, name in ((alice, "alice"), (bob, "bob")):
+async def call(browser: Browser, stack: Stack, caller: str, callee: str, room: str) -> tuple[Page, Page]:
+    """`caller` opens the page and waits alone in `room`; `callee` joins: both calls are up with remote video."""
+    first, second = await open_page(browser, stack, caller), await open_page(browser, stack, callee)
+    await join(first, room)
+    await wait_for(first, "() => window.turnkitDemo.state === 'waiting'", stack, f"{caller} alone in the room")
+    await join(second, room)
+    for page, name in ((first, caller), (second, callee)):
         await wait_for(page, CALL_UP, stack, f"{name}'s call with remote video")
+    return first, second
+
+
+async def test_two_browsers_call_through_coturn_relay(browser: Browser, stack: Stack) -> None:
+    alice, bob = await call(browser, stack, "alice", "bob", "relay-call")
+    assert "token=" not in alice.url  # the page moves the bearer token out of the address bar
 
     ARTIFACTS.mkdir(exist_ok=True)
     await alice.screenshot(path=str(ARTIFACTS / "browser-call-relay.png"))
@@ -69,12 +71,7 @@ async def test_two_browsers_call_through_coturn_relay(browser: Browser, stack: S
 
 
 async def test_controls_and_hang_up(browser: Browser, stack: Stack) -> None:
-    alice = await open_page(browser, stack, "carol")
-    bob = await open_page(browser, stack, "dave")
-    await join(alice, "hangup-call")
-    await wait_for(alice, "() => window.turnkitDemo.state === 'waiting'", stack, "carol alone in the room")
-    await join(bob, "hangup-call")
-    await wait_for(bob, CALL_UP, stack, "dave's call")
+    alice, bob = await call(browser, stack, "carol", "dave", "hangup-call")
 
     await bob.click("#mute")
     await bob.click("#camera")
@@ -151,12 +148,7 @@ def short_ttl_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]
 
 async def test_pushed_ice_servers_reach_the_live_peer_connection(browser: Browser, short_ttl_stack: Stack) -> None:
     stack = short_ttl_stack
-    alice = await open_page(browser, stack, "ivy")
-    bob = await open_page(browser, stack, "jon")
-    await join(alice, "refresh-call")
-    await wait_for(alice, "() => window.turnkitDemo.state === 'waiting'", stack, "ivy alone in the room")
-    await join(bob, "refresh-call")
-    await wait_for(bob, CALL_UP, stack, "jon's call")
+    _, bob = await call(browser, stack, "ivy", "jon", "refresh-call")
     first = await demo_state(bob)
 
     await wait_for(bob, f"() => window.turnkitDemo.expiresAt > {first['expiresAt']}", stack, "an ice-servers push")

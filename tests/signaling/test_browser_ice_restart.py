@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import os
-import random
 import secrets
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,12 +19,12 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page
 
-from tests.daemons import Coturn, free_port, render_coturn, wait_port
-from tests.helpers.browser import CALL_UP, demo_state, join
+from tests.daemons import Coturn, free_port, start_coturn
+from tests.helpers.browser import demo_state, start_call
+from tests.helpers.signaling import toml_text
 from tests.signaling.callstack import Restartable
-from tests.signaling.conftest import toml_text
 from turnkit import config as config_mod
-from turnkit import health, keyring, nodes, pki
+from turnkit import health, keyring, nodes
 from turnkit.health import NodeHealth
 
 WAIT_MS = 30_000
@@ -65,33 +61,12 @@ async def until_on_node(page: Page, address: str, timeout: float) -> dict[str, o
         await asyncio.sleep(0.1)
 
 
-def start_node(cfg: config_mod.Config, index: int, secret: str, workdir: Path, extra: dict[str, object]) -> Coturn:
+def start_node(cfg: config_mod.Config, index: int, secret: str, workdir: Path) -> Coturn:
+    """The region's node `index` on its own loopback address, with the region's shared ports."""
     node = nodes.region_nodes(cfg, "lab")[index]
-    address = NODES[index]
-    assert node.hostname == address
-    workdir.mkdir(parents=True, exist_ok=True)
-    relay_min = random.randrange(20000, 60000, 100)
-    certs = pki.make_ca_and_cert(workdir / "certs", ["turn.example.test", address], dt.datetime.now(dt.UTC), 90)
-    log, pidfile = workdir / "turnserver.log", workdir / "turnserver.pid"
-    overrides = {
-        "coturn_listening_ips": [address],
-        "coturn_relay_ips": [address],
-        "coturn_min_port": relay_min,
-        "coturn_max_port": relay_min + 99,
-        "coturn_cert_file": str(certs.cert),
-        "coturn_pkey_file": str(certs.key),
-        "coturn_pidfile": str(pidfile),
-        "coturn_log_file": str(log),
-        "coturn_verbose": True,
-        **extra,
-    }
-    conf = render_coturn(cfg, node, [secret], workdir, overrides)
-    proc = subprocess.Popen(
-        ["turnserver", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    server = Coturn(proc, cfg.ports.listening, cfg.ports.tls, conf, log, pidfile, certs)
-    wait_port(cfg.ports.listening, host=address)
-    return server
+    assert node.hostname == NODES[index]
+    only_here = {"coturn_listening_ips": [node.hostname], "coturn_relay_ips": [node.hostname], "coturn_verbose": True}
+    return start_coturn(cfg, [secret], workdir, extra=only_here, node=node, ports=(cfg.ports.listening, cfg.ports.tls))
 
 
 @contextlib.contextmanager
@@ -120,19 +95,14 @@ def two_node_stack(tmp: Path) -> Iterator[tuple[Restartable, list[Coturn], Path]
         health_file, {"lab/turn-1": NodeHealth(True, now), "lab/turn-2": NodeHealth(False, now, ("udp",))}
     )
     turns: list[Coturn] = []
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TURNKIT_")}
-    stack = Restartable(
-        port, workdir / "turnkit.toml", workdir / "server.log", {**env, "TURNKIT_JWT_SECRET": jwt_secret}, jwt_secret
-    )
+    stack = Restartable.on(port, workdir / "turnkit.toml", jwt_secret)
     try:
         for i in range(len(NODES)):
-            turns.append(start_node(cfg, i, turn_secret, tmp / f"coturn{i + 1}", {}))
+            turns.append(start_node(cfg, i, turn_secret, tmp / f"coturn{i + 1}"))
         stack.start()
         yield stack, turns, health_file
     finally:
-        if stack.proc is not None and stack.proc.poll() is None:
-            stack.proc.kill()
-            stack.proc.wait(10)
+        stack.stop_quietly()
         for node in turns:
             if node.proc.poll() is None:
                 node.proc.kill()
@@ -165,17 +135,8 @@ async def advances(page: Page, timeout: float = 20.0) -> None:
 
 async def test_call_moves_to_a_healthy_node_when_its_turn_node_dies(browser: Browser, tmp_path: Path) -> None:
     with two_node_stack(tmp_path) as (stack, turns, health_file):
-        pages = []
-        for sub in ("alice", "bob"):
-            page = await (await browser.new_context()).new_page()
-            await page.goto(f"http://127.0.0.1:{stack.port}/?token={stack.token(sub)}")
-            pages.append(page)
-        alice, bob = pages
-        await join(alice, "node-loss")
-        await alice.wait_for_function("() => window.turnkitDemo.state === 'waiting'", timeout=WAIT_MS)
-        await join(bob, "node-loss")
+        pages = await start_call(browser, stack.base_url, stack.token, "node-loss", WAIT_MS)
         for page in pages:
-            await page.wait_for_function(CALL_UP, timeout=WAIT_MS, polling=250)
             await until_on_node(page, NODES[0], WAIT_MS / 1000)
 
         # Node 1 dies; the probe marks it failing (and node 2, repaired, passing).

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import time
 import urllib.request
@@ -15,7 +14,7 @@ from pathlib import Path
 from playwright.async_api import Browser, Page
 
 from tests.daemons import free_port
-from tests.helpers.browser import CALL_UP, demo_state, join
+from tests.helpers.browser import demo_state, start_call
 from tests.signaling.callstack import Restartable, verbose_coturn, write_config
 
 WAIT_MS = 30_000
@@ -26,18 +25,12 @@ def restartable_stack(tmp: Path) -> Iterator[Restartable]:
     turn_secret, jwt_secret = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     with verbose_coturn(tmp, turn_secret) as turn:
         port = free_port()
-        config = write_config(tmp / "signaling", turn, port, turn_secret, {})
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TURNKIT_")}
-        stack = Restartable(
-            port, config, tmp / "signaling" / "server.log", {**env, "TURNKIT_JWT_SECRET": jwt_secret}, jwt_secret
-        )
+        stack = Restartable.on(port, write_config(tmp / "signaling", turn, port, turn_secret, {}), jwt_secret)
         stack.start()
         try:
             yield stack
         finally:
-            if stack.proc is not None and stack.proc.poll() is None:
-                stack.proc.kill()
-                stack.proc.wait(10)
+            stack.stop_quietly()
 
 
 async def frames(page: Page) -> int:
@@ -46,17 +39,7 @@ async def frames(page: Page) -> int:
 
 async def test_call_survives_a_signaling_restart(browser: Browser, tmp_path: Path) -> None:
     with restartable_stack(tmp_path) as stack:
-        pages = []
-        for sub in ("alice", "bob"):
-            page = await (await browser.new_context()).new_page()
-            await page.goto(f"http://127.0.0.1:{stack.port}/?token={stack.token(sub)}")
-            pages.append(page)
-        alice, bob = pages
-        await join(alice, "restart-call")
-        await alice.wait_for_function("() => window.turnkitDemo.state === 'waiting'", timeout=WAIT_MS)
-        await join(bob, "restart-call")
-        for page in pages:
-            await page.wait_for_function(CALL_UP, timeout=WAIT_MS, polling=250)
+        pages = await start_call(browser, stack.base_url, stack.token, "restart-call", WAIT_MS)
         ids = [(await demo_state(p))["you"] for p in pages]
 
         started = time.monotonic()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemons import free_port
-from tests.signaling.conftest import (
+from tests.helpers.signaling import (
     JWT_SECRET,
     TIMEOUT,
     RedisProc,

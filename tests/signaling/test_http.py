@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.signaling.conftest import JWT_SECRET, RedisProc, StartServer, eventually, make_token, write_config
+from tests.helpers.signaling import JWT_SECRET, RedisProc, StartServer, eventually, make_token, write_config
 from turnkit import credentials, health, keyring
 from turnkit.credentials import Verdict
 from turnkit.errors import ConfigError

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
-from tests.signaling.conftest import Client, StartServer, client, eventually, make_token, serving, write_config
+from tests.helpers.signaling import Client, StartServer, client, eventually, make_token, serving, write_config
 
 pytestmark = pytest.mark.asyncio
 

@@ -14,7 +14,7 @@ import pytest
 from signaling.auth import CACHE_ENTRIES, CACHE_TOKEN_MAX, AuthError, Identity, TokenCache, Verifier
 from signaling.ice import FileHealth, IceProvider, NoHealth
 from signaling.keysource import MISSING, KeySource
-from tests.signaling.conftest import JWT_SECRET, make_token, write_config
+from tests.helpers.signaling import JWT_SECRET, make_token, write_config
 from turnkit import credentials, health, keyring
 from turnkit.credentials import Verdict
 from turnkit.health import NodeHealth

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from signaling import protocol
 from signaling.protocol import RELAY_FIELDS, Code, FrameError
-from tests.signaling.conftest import StartServer
+from tests.helpers.signaling import StartServer
 
 SDP = "v=0\r\n" + "a=candidate:1 1 udp 2122260223 192.0.2.5 54321 typ host\r\n" * 20
 

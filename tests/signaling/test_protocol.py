@@ -23,7 +23,7 @@ from signaling.metrics import Stats
 from signaling.protocol import CLIENT_TYPES, SERVER_TYPES, Code, FrameError
 from signaling.rooms import Joined, Left, RoomTable
 from signaling.schedule import push_at
-from tests.signaling.conftest import write_config
+from tests.helpers.signaling import write_config
 
 KNOWN_CODES = {c.value for c in Code}
 

@@ -5,81 +5,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import subprocess
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
-from websockets.asyncio.client import connect
 
 from signaling.backends import redis_lua as lua
 from signaling.backends.redis import BATCH, RedisBackend
 from signaling.rooms import Joined
-from tests.daemons import free_port, stop_process, wait_port
-from tests.signaling.conftest import (
-    JWT_SECRET,
+from tests.daemons import free_port
+from tests.helpers.signaling import (
     TIMEOUT,
     Client,
     RedisProc,
     StartServer,
-    make_token,
-    turnkit_command,
+    client,
+    redis_running,
+    serving,
     write_config,
 )
-from turnkit import config as config_mod
 
 pytestmark = pytest.mark.asyncio
 
 #: Long enough for a reconnect with backoff (capped at 2 s) on a loaded machine; not a timing goal.
 RESUME_BOUND = 30.0
 PREFIX = "turnkit:sig:"
-
-
-@contextlib.contextmanager
-def redis_on(port: int, workdir: Path, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
-    """redis-server on a given loopback port (so it can be restarted on the same one), no persistence."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    proc = subprocess.Popen(
-        [*cmd, "--dir", str(workdir), *extra],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_port(port, timeout=TIMEOUT)
-        yield proc
-    finally:
-        stop_process(proc)
-
-
-@contextlib.contextmanager
-def signaling_process(cfg: config_mod.Config, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """`turnkit signaling serve` as a subprocess on a free port."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TURNKIT_")}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            turnkit_command("signaling", "serve", "--config", str(cfg.path), "--port", str(port)),
-            env={**env, "TURNKIT_JWT_SECRET": JWT_SECRET},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_port(port, timeout=30)
-        yield proc, port
-    finally:
-        stop_process(proc)
-
-
-@contextlib.asynccontextmanager
-async def client(port: int, sub: str) -> AsyncIterator[Client]:
-    async with connect(f"ws://127.0.0.1:{port}/ws?token={make_token(sub)}") as ws:
-        yield Client(ws)
 
 
 async def ready(port: int) -> bool:
@@ -115,9 +66,9 @@ async def test_relays_resume_after_redis_server_restarts(tmp_path: Path) -> None
     cfg = write_config(tmp_path, signaling={"redis_url": f"redis://127.0.0.1:{port}/0"})
     logs = tmp_path / "one.log", tmp_path / "two.log"
     with (
-        redis_on(port, tmp_path / "r1") as first_redis,
-        signaling_process(cfg, logs[0]) as (one, port1),
-        signaling_process(cfg, logs[1]) as (two, port2),
+        redis_running(tmp_path / "r1", port) as first_redis,
+        serving(cfg, logs[0]) as (one, port1),
+        serving(cfg, logs[1]) as (two, port2),
     ):
         async with client(port1, "alice") as a, client(port2, "bob") as b:
             aid = (await a.join("live"))["you"]
@@ -126,13 +77,13 @@ async def test_relays_resume_after_redis_server_restarts(tmp_path: Path) -> None
             await offer(b, aid, "before")
             assert (await a.expect("offer"))["sdp"]["sdp"] == "before"
 
-            stop_process(first_redis)
+            first_redis.stop()
             await wait_ready(port1, False)
             await wait_ready(port2, False)
             # sent while Redis is away: queued, delivered once the process has reconnected
             await offer(b, aid, "during the outage")
             await offer(a, bid, "the other way")
-            with redis_on(port, tmp_path / "r2"):
+            with redis_running(tmp_path / "r2", port):
                 await wait_ready(port1, True)
                 await wait_ready(port2, True)
                 assert (await a.expect("offer", timeout=RESUME_BOUND))["sdp"]["sdp"] == "during the outage"

@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from signaling.backends import MAX_QUEUED
-from tests.signaling.conftest import Client, Running, StartServer, make_token
+from tests.helpers.signaling import Client, Running, StartServer, make_token
 
 FAST = {"rate_limit": 100000.0, "rate_burst": 100000}
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemons import free_port
-from tests.signaling.conftest import JWT_SECRET, RedisProc, clean_env, turnkit_command, write_config
+from tests.helpers.signaling import JWT_SECRET, RedisProc, clean_env, turnkit_command, write_config
 from tests.signaling.resumer import Member
 from turnkit.config import Config
 

@@ -14,17 +14,24 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
-from websockets.asyncio.client import connect
 
 from tests.daemons import free_port, stop_process, wait_port
-from tests.signaling.conftest import JWT_SECRET, TIMEOUT, Client, make_token, turnkit_command, write_config
-from turnkit import config as config_mod
+from tests.helpers.signaling import (
+    JWT_SECRET,
+    TIMEOUT,
+    Client,
+    clean_env,
+    client,
+    serving,
+    turnkit_command,
+    write_config,
+)
 from turnkit.redisurl import RedisUrlError, parse_sentinel, sync_client
 
 SERVICE = "turnkit"
@@ -115,28 +122,6 @@ def sentinel_set(tmp: Path) -> Iterator[SentinelSet]:
             stop_process(proc)
 
 
-@contextlib.contextmanager
-def signaling_process(cfg: config_mod.Config, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TURNKIT_")}
-    args = turnkit_command("signaling", "serve", "--config", str(cfg.path), "--port", str(port))
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            args, env={**env, "TURNKIT_JWT_SECRET": JWT_SECRET}, stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        wait_port(port, timeout=30)
-        yield proc, port
-    finally:
-        stop_process(proc)
-
-
-@contextlib.asynccontextmanager
-async def client(port: int, sub: str) -> AsyncIterator[Client]:
-    async with connect(f"ws://127.0.0.1:{port}/ws?token={make_token(sub)}") as ws:
-        yield Client(ws)
-
-
 class Load:
     """Numbered offers from `sender` to `to` every SEND_EVERY; the receiver records arrival times."""
 
@@ -166,7 +151,7 @@ async def test_relays_resume_after_the_primary_is_killed(tmp_path: Path) -> None
     with sentinel_set(tmp_path / "redis") as rs:
         cfg = write_config(tmp_path, signaling={"redis_url": rs.url})
         logs = tmp_path / "one.log", tmp_path / "two.log"
-        with signaling_process(cfg, logs[0]) as (one, port1), signaling_process(cfg, logs[1]) as (two, port2):
+        with serving(cfg, logs[0]) as (one, port1), serving(cfg, logs[1]) as (two, port2):
             async with (
                 client(port1, "alice") as a,
                 client(port2, "bob") as b,
@@ -276,10 +261,9 @@ def test_sentinel_url_parts() -> None:
 def test_serve_with_an_unusable_sentinel_url_is_one_line(tmp_path: Path, url: str, code: int, stderr: str) -> None:
     port = str(free_port())  # nothing listens there
     cfg = write_config(tmp_path, signaling={"redis_url": url.format(port=port)})
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TURNKIT_")}
     res = subprocess.run(
         turnkit_command("signaling", "serve", "--config", str(cfg.path), "--port", str(free_port())),
-        env={**env, "TURNKIT_JWT_SECRET": JWT_SECRET},
+        env=clean_env(TURNKIT_JWT_SECRET=JWT_SECRET),
         capture_output=True,
         text=True,
         timeout=60,

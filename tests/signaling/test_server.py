@@ -8,7 +8,7 @@ import json
 import pytest
 
 from signaling.protocol import Code
-from tests.signaling.conftest import StartServer, make_token
+from tests.helpers.signaling import StartServer, make_token
 
 pytestmark = pytest.mark.asyncio
 

@@ -8,19 +8,17 @@ Hosts use `deb [trusted=yes] http://198.18.0.1:PORT/ ./`.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from turnkit.lab.daemon import Daemon
-from turnkit.lab.image import ImageSpec
-from turnkit.lab.sh import LabError, need, run
+from turnkit.lab.image import ImageSpec, cached_build
+from turnkit.lab.sh import LabError, run
 from turnkit.lab.topology import BRIDGE_IP
 
 APT_PORT = 3142
@@ -66,32 +64,23 @@ def ensure_repo(
 ) -> Path:
     """The cached flat repository for `packages` on top of `base`, built when missing."""
     key = repo_key(image, packages)
-    target = cache / f"repo-{key}"
-    if (target / "Packages").exists():
-        return target
-    need("apt-get", "dpkg-scanpackages")
-    cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / f"repo-{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (target / "Packages").exists():
-            return target
-        for stale in cache.glob(f".repo-build-{key}-*"):  # a builder killed half-way
-            shutil.rmtree(stale, ignore_errors=True)
-        work = cache / f".repo-build-{key}-{os.getpid()}"
+
+    def download(work: Path) -> Path:
         progress(f"lab: downloading {len(packages)} package(s) and their dependencies from {image.mirror}")
-        try:
-            opts = _apt_options(work, base, image.mirror, image.suite)
-            run(["apt-get", *opts, "update", "-q"], timeout=600)
-            run(["apt-get", *opts, "install", "-y", "-q", "--download-only", *packages], timeout=1200)
-            repo = work / "repo"
-            repo.mkdir()
-            for deb in (work / "archives").glob("*.deb"):
-                os.replace(deb, repo / deb.name)
-            _index(repo)
-            os.replace(repo, target)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    return target
+        opts = _apt_options(work, base, image.mirror, image.suite)
+        run(["apt-get", *opts, "update", "-q"], timeout=600)
+        run(["apt-get", *opts, "install", "-y", "-q", "--download-only", *packages], timeout=1200)
+        repo = work / "repo"
+        repo.mkdir()
+        for deb in (work / "archives").glob("*.deb"):
+            os.replace(deb, repo / deb.name)
+        _index(repo)
+        return repo
+
+    return cached_build(
+        cache, f"repo-{key}", staging=f".repo-build-{key}", marker="Packages",
+        tools=("apt-get", "dpkg-scanpackages"), build=download,
+    )  # fmt: skip
 
 
 def _index(repo: Path) -> None:

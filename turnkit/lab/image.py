@@ -94,31 +94,50 @@ def _fixup(root: Path) -> None:
     (root / "etc/apt/sources.list").write_text("")
 
 
+def cached_build(
+    cache: Path, name: str, *, staging: str, marker: str, tools: tuple[str, ...], build: Callable[[Path], Path]
+) -> Path:
+    """`cache/name`, built once when its `marker` file is missing (with `tools`, else a clear error).
+
+    Builders are serialised by `cache/name.lock`; `build(work)` makes the tree in the private
+    directory `cache/<staging>-<pid>` and returns it (or a directory inside it), which is renamed into
+    place only when complete. Staging directories of builders killed half-way are removed first.
+    """
+    target = cache / name
+    if (target / marker).exists():
+        return target
+    need(*tools)
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / marker).exists():
+            return target
+        for stale in cache.glob(f"{staging}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        work = cache / f"{staging}-{os.getpid()}"
+        try:
+            os.replace(build(work), target)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
 def ensure(spec: ImageSpec, progress: Callable[[str], None], cache: Path | None = None) -> Path:
     """The cached base image for `spec`, built first when missing (~1.5 min, once)."""
     base = cache or cache_dir()
-    target = base / f"base-{spec.key}"
-    if (target / "etc/os-release").exists():
-        return target
-    need("debootstrap")
-    base.mkdir(parents=True, exist_ok=True)
-    with open(base / f"base-{spec.key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (target / "etc/os-release").exists():
-            return target
-        for stale in base.glob(f".build-{spec.key}-*"):  # a builder killed half-way
-            shutil.rmtree(stale, ignore_errors=True)
-        build = base / f".build-{spec.key}-{os.getpid()}"
-        progress(f"lab: building the {spec.suite} base image (once, ~1.5 min) into {target}")
-        try:
-            run(
-                ["debootstrap", f"--variant={spec.variant}", f"--include={','.join(spec.include)}",
-                 spec.suite, str(build), spec.mirror],
-                timeout=1200,
-            )  # fmt: skip
-            _fixup(build)
-            (build / "etc/turnkit-lab-image.json").write_text(json.dumps(asdict(spec), indent=2) + "\n")
-            os.replace(build, target)
-        finally:
-            shutil.rmtree(build, ignore_errors=True)
-    return target
+    name = f"base-{spec.key}"
+
+    def debootstrap(build: Path) -> Path:
+        progress(f"lab: building the {spec.suite} base image (once, ~1.5 min) into {base / name}")
+        run(
+            ["debootstrap", f"--variant={spec.variant}", f"--include={','.join(spec.include)}",
+             spec.suite, str(build), spec.mirror],
+            timeout=1200,
+        )  # fmt: skip
+        _fixup(build)
+        (build / "etc/turnkit-lab-image.json").write_text(json.dumps(asdict(spec), indent=2) + "\n")
+        return build
+
+    return cached_build(
+        base, name, staging=f".build-{spec.key}", marker="etc/os-release", tools=("debootstrap",), build=debootstrap
+    )
