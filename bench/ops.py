@@ -66,28 +66,20 @@ class Op:
     read: Callable[[str, bool], Reading]
 
 
-#: Each issue-12 figure: its goal, the test that measures it, and how its printed line is read.
-OPS: tuple[Op, ...] = (
-    Op(
-        Target("live relays interrupted across secret stage → promote → prune", "<=", 0, "", "issue 12"),
-        "tests/ops/test_rotation.py",
-        _rotation,
-    ),
-    Op(
-        Target("relay messages lost across rolling signaling restarts", "<=", 0, "", "issue 12"),
-        "tests/signaling/test_rolling.py",
-        _rolling,
-    ),
-    Op(
-        Target("browser call recovery after its TURN node dies", "<=", 10, "s", "issue 12"),
-        "tests/signaling/test_browser_ice_restart.py",
-        _ice_restart,
-    ),
-    Op(
-        Target("largest relay gap during a Redis Sentinel failover", "<=", 5, "s", "issue 12"),
-        "tests/signaling/test_sentinel.py::test_relays_resume_after_the_primary_is_killed",
-        _sentinel,
-    ),
+_ROTATION = "tests/ops/test_rotation.py"
+_ROLLING = "tests/signaling/test_rolling.py"
+_ICE_RESTART = "tests/signaling/test_browser_ice_restart.py"
+_SENTINEL = "tests/signaling/test_sentinel.py::test_relays_resume_after_the_primary_is_killed"
+
+#: Each issue-12 figure: its goal (metric, limit, unit), the test that measures it, and how its printed line is read.
+OPS: tuple[Op, ...] = tuple(
+    Op(Target(metric, "<=", limit, unit, "issue 12"), test, read)
+    for metric, limit, unit, test, read in (
+        ("live relays interrupted across secret stage → promote → prune", 0, "", _ROTATION, _rotation),
+        ("relay messages lost across rolling signaling restarts", 0, "", _ROLLING, _rolling),
+        ("browser call recovery after its TURN node dies", 10, "s", _ICE_RESTART, _ice_restart),
+        ("largest relay gap during a Redis Sentinel failover", 5, "s", _SENTINEL, _sentinel),
+    )
 )
 
 
