@@ -65,7 +65,7 @@ def turn_username(user_id: str, expires_at: int) -> str:
 
 def turn_password(secret: str, username: str) -> str:
     """base64(HMAC-SHA1(secret, username)) — the REST API password coturn recomputes."""
-    digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
+    digest = hmac.digest(secret.encode(), username.encode(), "sha1")  # one-shot: OpenSSL's HMAC, no Python object
     return base64.b64encode(digest).decode("ascii")
 
 
