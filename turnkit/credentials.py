@@ -6,7 +6,6 @@ Pure: secrets and the clock are passed in; nothing here reads files, env or time
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import unicodedata
 from collections.abc import Iterable, Sequence
