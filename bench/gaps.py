@@ -55,19 +55,23 @@ def _cells(line: str) -> list[str]:
     return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
 
 
-def top_frames(text: str, n: int = FRAMES) -> str:
-    """The first `n` entries of the section's first "Top functions by own time" list, or a note that none exists."""
-    at = text.find("Top functions by own time:")
-    if at < 0:
+def top_frames(text: str, target: str = "", n: int = FRAMES) -> str:
+    """The first `n` own-time frames of the section's profile that fits `target` best (the one whose title
+    shares most words with it, e.g. the Redis-backed server's for a Redis goal), or a note that none exists."""
+    profiles = text.split("**Profile** of ")[1:]
+    if not profiles:
         return "no profile in this section"
-    frames = []
-    for line in text[at:].splitlines()[1:]:
+    words = {w for w in re.findall(r"\w{4,}", target.lower())}
+    best = max(profiles, key=lambda p: len(words & set(re.findall(r"\w{4,}", p.splitlines()[0].lower()))))
+    at = best.find("Top functions by own time:")
+    frames: list[str] = []
+    for line in best[at:].splitlines()[1:] if at >= 0 else ():
         m = _FRAME.match(line)
         if m:
             frames.append(f"{m.group(1)} `{m.group(2)}`")
+            if len(frames) == n:
+                break
         elif frames:
-            break
-        if len(frames) == n:
             break
     return "; ".join(frames) if frames else "no profile in this section"
 
@@ -87,7 +91,9 @@ def collect(document: str) -> list[Gap]:
                     break
                 target, measured, goal, met, _source = (_cells(row) + [""] * 5)[:5]
                 if met == "✗":
-                    found.append(Gap(_title(text), target, measured, goal, gap_text(measured, goal), top_frames(text)))
+                    found.append(
+                        Gap(_title(text), target, measured, goal, gap_text(measured, goal), top_frames(text, target))
+                    )
     return found
 
 

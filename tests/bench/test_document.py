@@ -123,3 +123,15 @@ def test_ops_tests_exist_where_the_section_runs_them() -> None:
     for op in ops.OPS:
         assert (root / op.test.split("::")[0]).is_file(), op.test
         assert ops.command(op.test)[-1] == op.test
+
+
+def test_gaps_pick_the_profile_that_fits_the_goal() -> None:
+    two = (
+        PROFILED
+        + "\n**Profile** of one of the two Redis-backed processes (py-spy, 5 non-idle samples at 200 Hz):\n\n"
+        + "Top functions by own time:\n\n- 40.0% `StreamWriter.writelines (asyncio/streams.py)`\n"
+    )
+    assert gaps.top_frames(two, "turnkit Redis, 2 processes, msgs/s ÷ reference") == (
+        "40.0% `StreamWriter.writelines (asyncio/streams.py)`"
+    )
+    assert gaps.top_frames(two, "relay µs/msg ratio").startswith("18.8% `Runner.run")
