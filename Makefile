@@ -65,8 +65,9 @@ bench/node_modules/.package-lock.json: bench/package.json bench/package-lock.jso
 
 bench-peers: bench/node_modules/.package-lock.json
 
+# Every section of docs/benchmarks.md, then docs/capacity.md's model from its figures (even if a section failed).
 bench: setup bench-peers
-	$(PY) -m bench
+	$(PY) -m bench; status=$$?; $(PY) -m bench.model && exit $$status
 
 clean:
 	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache artifacts bench/node_modules

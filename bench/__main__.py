@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench import browser, call, capacity, creds, env, latency, probe, relay, report
+from bench import browser, call, capacity, creds, env, gaps, latency, meter, ops, probe, relay, report
 from bench.common import Ctx
 from bench.procs import CLIENT_CORE, SERVER_CORE, core, managed, raise_nofile
 
@@ -26,6 +26,8 @@ SECTIONS: dict[str, tuple[str, Callable[[Ctx], report.Section]]] = {
     "latency": ("4b. Probe fleet at real latency (50 ms RTT)", latency.bench),
     "call": ("5. Call setup (aiortc peers)", call.bench),
     "browser": ("5b. Browser call setup", browser.bench),
+    "meter": ("7. Usage metering (issue 14)", meter.bench),
+    "ops": ("8. Operations under change (issue 12)", ops.bench),
 }
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
@@ -83,9 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.info("logs kept in %s", workdir)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+    date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     header = report.run_header(
         command,
-        dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        date,
         os.cpu_count() or 0,
         env.versions(),
         env.machine_note(
@@ -94,8 +97,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     text = {key: report.render_section(section, header) for key, section in rendered.items()}
     old = args.doc.read_text() if args.doc.exists() else ""
+    doc = report.update(old, text, list(SECTIONS))
+    doc = report.update(
+        doc, {gaps.KEY: gaps.render(doc, f"_Derived by `{command}` on {date} from the sections as they stand._")}
+    )
     args.doc.parent.mkdir(parents=True, exist_ok=True)
-    args.doc.write_text(report.update(old, text, list(SECTIONS)))
+    tmp = args.doc.with_name(args.doc.name + ".tmp")
+    tmp.write_text(doc)
+    tmp.replace(args.doc)
     log.info("wrote %s", args.doc)
     return 1 if failures else 0
 

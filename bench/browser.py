@@ -11,7 +11,7 @@ from typing import Any
 import jwt
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
-from bench import stack, turn
+from bench import profile, stack, turn
 from bench.common import Ctx
 from bench.report import Section, Table
 from bench.stats import Target, Verdict, fmt, median, percentile, ratio
@@ -175,12 +175,29 @@ async def _run(base: str, count: int) -> tuple[list[tuple[float, float, bool]], 
             await browser.close()
 
 
+def _profile(ctx: Ctx, server: stack.Server, base: str, count: int) -> str:
+    """py-spy of the signaling server over `count` more calls (and floors), after the measured ones."""
+    out = ctx.workdir / "browser.prof"
+    start = time.perf_counter()
+    try:
+        text = profile.while_running(server.proc.pid, lambda: asyncio.run(_run(base, count)), out, None)
+    except RuntimeError as exc:
+        return f"Profile not taken: {exc}"
+    busy = profile.parse_collapsed(text)[2] / 200
+    what = (
+        f"the signaling server over {count} more calls ({busy:.2f} s of samples in {time.perf_counter() - start:.1f} s:"
+        " the server is idle most of the call setup)"
+    )
+    return profile.summary(text, what, "signaling/")
+
+
 def bench(ctx: Ctx) -> Section:
     count = ctx.count(20, 2)
     ring = keyring.init(int(time.time()))
     coturn = turn.start(ctx.procs, ctx.workdir / "browser-coturn", list(ring.accepted))
     server = stack.start_turnkit(ctx.procs, ctx.workdir, None, turn=(coturn.port, coturn.tls_port), ring=ring)
-    calls, floors = asyncio.run(_run(f"http://127.0.0.1:{server.port}", count))
+    base = f"http://127.0.0.1:{server.port}"
+    calls, floors = asyncio.run(_run(base, count))
     first, second = [c[0] for c in calls], [c[1] for c in calls]
     floor = [f[0] for f in floors]
     relayed, floor_relayed = sum(c[2] for c in calls), sum(f[1] for f in floors)
@@ -206,10 +223,12 @@ directly, media acquired before the clock as the demo page does before it joins.
 the floor, after one warm-up of each; nothing pinned. "relay" counts calls whose selected pair was relay↔relay
 on both sides."""
     p50, p50_floor = median(second), median(floor)
+    verdict = Verdict(SETUP, ratio(p50, p50_floor), f"{fmt(p50)} vs {fmt(p50_floor)} ms")
     return Section(
         "browser",
         "5b. Browser call setup",
         method,
         tables=[Table(("interval", "p50 ms", "p90 ms", "max ms", "relay↔relay"), rows)],
-        verdicts=[Verdict(SETUP, ratio(p50, p50_floor), f"{fmt(p50)} vs {fmt(p50_floor)} ms")],
+        verdicts=[verdict],
+        notes=[_profile(ctx, server, base, ctx.count(5, 1))] if ctx.profile or verdict.met is False else [],
     )

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 import jwt
 
-from bench import stack, turn
+from bench import profile, stack, turn
 from bench.callpeer import CallPeer
 from bench.common import Ctx
 from bench.report import Section, Table
@@ -45,9 +46,19 @@ async def one_call(server: stack.Server, n: int) -> tuple[float, float, bool]:
         await b.close()
 
 
-async def _calls(server: stack.Server, count: int) -> list[tuple[float, float, bool]]:
-    await one_call(server, -1)  # warm-up: aiortc imports and codecs, first TURN allocations
-    return [await one_call(server, i) for i in range(count)]
+async def _calls(server: stack.Server, count: int, first: int = 0) -> list[tuple[float, float, bool]]:
+    await one_call(server, first - 1)  # warm-up: aiortc imports and codecs, first TURN allocations
+    return [await one_call(server, first + i) for i in range(count)]
+
+
+def _profile(ctx: Ctx, server: stack.Server, count: int) -> str:
+    """py-spy of this process (the two aiortc peers) over `count` more calls, after the measured ones."""
+    out = ctx.workdir / "call.prof"
+    try:
+        text = profile.while_running(os.getpid(), lambda: asyncio.run(_calls(server, count, 1000)), out, None)
+    except RuntimeError as exc:
+        return f"Profile not taken: {exc}"
+    return profile.summary(text, f"the two aiortc peers (this process) over {count} more calls", "aioice/")
 
 
 def bench(ctx: Ctx) -> Section:
@@ -56,9 +67,12 @@ def bench(ctx: Ctx) -> Section:
     coturn = turn.start(ctx.procs, ctx.workdir / "call-coturn", list(ring.accepted))
     server = stack.start_turnkit(ctx.procs, ctx.workdir, None, turn=(coturn.port, coturn.tls_port), ring=ring)
     calls = asyncio.run(_calls(server, count))
+    verdict = Verdict(
+        SETUP, median([c[0] for c in calls]), f"{sum(c[2] for c in calls)}/{len(calls)} calls relay↔relay"
+    )
+    notes = [_profile(ctx, server, ctx.count(5, 1))] if ctx.profile or verdict.met is False else []
     first = [c[0] for c in calls]
     second = [c[1] for c in calls]
-    relayed = sum(c[2] for c in calls)
     fast = sum(ms < RETRANSMIT_MS for ms in first)
     rows = (
         (
@@ -84,5 +98,6 @@ counts the calls that needed none."""
         "5. Call setup (aiortc peers)",
         method,
         tables=[Table(("interval", "p50 ms", "p90 ms", "max ms", f"calls < {RETRANSMIT_MS} ms"), rows)],
-        verdicts=[Verdict(SETUP, median(first), f"{relayed}/{len(calls)} calls relay↔relay")],
+        verdicts=[verdict],
+        notes=notes,
     )

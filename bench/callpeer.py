@@ -10,15 +10,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import websockets
-from aiortc import RTCConfiguration, RTCDataChannel, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceCandidate,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.sdp import candidate_from_sdp
 
 Message = dict[str, Any]
 TIMEOUT = 30.0
+
+
+def ice_config(servers: list[Message], relay_only: bool) -> RTCConfiguration:
+    """RTCIceServer dicts from the signaling server (`all-users`, `/api/ice-servers`) as an aiortc configuration."""
+    ice = [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential")) for s in servers]
+    policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
+    return RTCConfiguration(iceServers=ice, iceTransportPolicy=policy)
+
+
+def parse_candidate(init: Message | None) -> RTCIceCandidate | None:
+    """RTCIceCandidateInit (browser JSON) as an aiortc candidate; None/empty means end-of-candidates."""
+    if not init or not init.get("candidate"):
+        return None
+    candidate = candidate_from_sdp(str(init["candidate"]).split(":", 1)[1])
+    candidate.sdpMid = init.get("sdpMid")
+    candidate.sdpMLineIndex = init.get("sdpMLineIndex")
+    return candidate
 
 
 class CallPeer:
@@ -70,16 +95,18 @@ class CallPeer:
     async def _read(self) -> None:
         if self._ws is None:
             return
+        handlers: dict[str, Callable[[Message], Awaitable[None]]] = {
+            "all-users": self._on_all_users,
+            "offer": self._on_description,
+            "answer": self._on_description,
+            "ice-candidate": self._on_candidate,
+        }
         with contextlib.suppress(websockets.ConnectionClosed):
             async for raw in self._ws:
                 m = json.loads(raw)
-                kind = m.get("type")
-                if kind == "all-users":
-                    await self._on_all_users(m)
-                elif kind in ("offer", "answer"):
-                    await self._on_description(m)
-                elif kind == "ice-candidate":
-                    await self._on_candidate(m.get("candidate"))
+                handler = handlers.get(m.get("type", ""))
+                if handler is not None:
+                    await handler(m)
 
     async def _on_all_users(self, m: Message) -> None:
         self.ice_servers = m["iceServers"]
@@ -96,14 +123,15 @@ class CallPeer:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=m["sdp"]["sdp"], type=m["sdp"]["type"]))
         queued, self._queued = self._queued, []
         for init in queued:
-            await pc.addIceCandidate(_candidate(init))
+            await pc.addIceCandidate(parse_candidate(init))
         if m["type"] == "offer":
             await pc.setLocalDescription(await pc.createAnswer())
             await self._send_description("answer", pc)
 
-    async def _on_candidate(self, init: Message | None) -> None:
+    async def _on_candidate(self, m: Message) -> None:
+        init = m.get("candidate")
         if self.pc is not None and self.pc.remoteDescription is not None:
-            await self.pc.addIceCandidate(_candidate(init))
+            await self.pc.addIceCandidate(parse_candidate(init))
         else:
             self._queued.append(init)
 
@@ -113,11 +141,7 @@ class CallPeer:
 
     def _new_pc(self, peer: str) -> RTCPeerConnection:
         self.peer = peer
-        ice = [
-            RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
-            for s in self.ice_servers
-        ]
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice, iceTransportPolicy=RTCIceTransportPolicy.RELAY))
+        self.pc = RTCPeerConnection(ice_config(self.ice_servers, relay_only=True))
         self.pc.on("datachannel", self._watch)
         return self.pc
 
@@ -126,13 +150,3 @@ class CallPeer:
             self._open.set()
         else:
             channel.on("open", self._open.set)
-
-
-def _candidate(init: Message | None) -> Any:
-    """A browser RTCIceCandidateInit as an aiortc candidate; None or empty means end-of-candidates."""
-    if not init or not init.get("candidate"):
-        return None
-    candidate = candidate_from_sdp(str(init["candidate"]).split(":", 1)[1])
-    candidate.sdpMid = init.get("sdpMid")
-    candidate.sdpMLineIndex = init.get("sdpMLineIndex")
-    return candidate

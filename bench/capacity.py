@@ -18,6 +18,7 @@ SETTLE = 2.0
 
 PER_CONN = Target("turnkit RSS per idle joined connection", "<=", 20, "KiB", "issue 6")
 VS_REF = Target("turnkit per-connection RSS ÷ Socket.IO reference", "<=", 1.0, "×", "issue 6")
+CEILING = Target("moonshot: turnkit per-connection RSS ÷ bare ws ceiling", "<=", 1.0, "×", "issue 13")
 
 
 def wait_ready(clients: list[subprocess.Popen[bytes]], timeout: float) -> None:
@@ -89,7 +90,7 @@ def bench(ctx: Ctx) -> Section:
         (name, fmt(m), fmt(m * 1024), fmt(ratio(m, ref)) + "×", " / ".join(fmt(x) for x in per[name]))
         for name, m in med.items()
     )
-    tk = med["turnkit (memory)"]
+    tk, ws = med["turnkit (memory)"], med["bare ws ceiling"]
     method = f"""\
 {n:,} idle connections, each authenticated (turnkit: JWT) and joined to a room of two (`bench/load.js … idle N`),
 opened by {-(-n // min(PER_CLIENT, max(2, n // 2)))} client processes of at most {PER_CLIENT:,} connections (the machine's hard limit is
@@ -101,5 +102,9 @@ reported all its peers joined; the figure is the growth divided by the connectio
         "2. Capacity: memory per idle joined connection",
         method,
         tables=[Table(("server", "KiB/conn", "bytes/conn", "vs Socket.IO", "KiB/conn per round"), rows)],
-        verdicts=[Verdict(PER_CONN, tk), Verdict(VS_REF, ratio(tk, ref), f"{fmt(tk)} vs {fmt(ref)} KiB")],
+        verdicts=[
+            Verdict(PER_CONN, tk),
+            Verdict(VS_REF, ratio(tk, ref), f"{fmt(tk)} vs {fmt(ref)} KiB"),
+            Verdict(CEILING, ratio(tk, ws), f"{fmt(tk)} vs {fmt(ws)} KiB"),
+        ],
     )

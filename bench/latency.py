@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
 import select
 import sys
 import time
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench import netns, turn
+from bench import netns, profile, turn
 from bench.common import Ctx
 from bench.probe import INSTANCES, PER_INSTANCE, RELAY_PORTS, RELAY_WINDOW, node_endpoints, on_core, timed
 from bench.procs import CLIENT_CORE, SERVER_CORE, core
@@ -21,6 +22,7 @@ from bench.stats import Target, Verdict, fmt, median, ratio
 from turnkit import keyring, render
 from turnkit.probe import runner
 from turnkit.probe.checks import Options
+from turnkit.probe.result import Endpoint
 
 REPO = Path(__file__).resolve().parents[1]
 DELAY_MS = 25.0  # each way: a 50 ms round trip, a near region
@@ -104,21 +106,41 @@ def bench(ctx: Ctx) -> Section:
             if net.front != net.back:
                 start_delay(ctx, net, servers, pin)
             with on_core(core(CLIENT_CORE)):
-                return asyncio.run(_measure(ctx, servers, secret, net))
+                section = asyncio.run(_measure(ctx, servers, secret, net))
+                if ctx.profile or section.verdicts[1].met is False:
+                    section.notes.append(_profile(ctx, servers, secret, net))
+                return section
         finally:
             for s in servers:
                 ctx.procs.stop(s.proc)
 
 
-async def _measure(ctx: Ctx, servers: list[turn.Coturn], secret: str, net: Network) -> Section:
+def _fleet(servers: list[turn.Coturn], net: Network) -> tuple[list[Endpoint], Options]:
+    """The fleet's endpoints behind the delay, and probe options that check all of them at once."""
     options = Options(ca_file=str(servers[0].certs.ca))
-    one_eps = node_endpoints(servers[0], "turn-0", ips=net.front, loopback=False, relay_ip=net.back[0])
     fleet_eps = [
         ep
         for i, s in enumerate(servers)
         for ep in node_endpoints(s, f"turn-{i}", PER_INSTANCE, ips=net.front, loopback=False, relay_ip=net.back[0])
     ]
-    everything = replace(options, concurrency=len(runner.plan(fleet_eps)))
+    return fleet_eps, replace(options, concurrency=len(runner.plan(fleet_eps)))
+
+
+def _profile(ctx: Ctx, servers: list[turn.Coturn], secret: str, net: Network) -> str:
+    """py-spy of this process (the probe) sweeping the fleet at latency once more."""
+    eps, opts = _fleet(servers, net)
+    out = ctx.workdir / "latency.prof"
+    try:
+        text = profile.while_running(os.getpid(), lambda: asyncio.run(timed(eps, secret, opts)), out, core(SERVER_CORE))
+    except RuntimeError as exc:
+        return f"Profile not taken: {exc}"
+    return profile.summary(text, f"the probe sweeping {len(eps)} endpoints at 50 ms RTT", "turnkit/probe/")
+
+
+async def _measure(ctx: Ctx, servers: list[turn.Coturn], secret: str, net: Network) -> Section:
+    options = Options(ca_file=str(servers[0].certs.ca))
+    one_eps = node_endpoints(servers[0], "turn-0", ips=net.front, loopback=False, relay_ip=net.back[0])
+    fleet_eps, everything = _fleet(servers, net)
     rounds = max(ctx.rounds, 3)
     one: list[float] = []
     fleet: list[float] = []

@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
-import tempfile
-import time
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,42 +34,41 @@ class Input:
     source: str
 
 
-#: The model's inputs; `from_benchmarks` replaces the measured ones with the latest figures.
+#: The model's inputs, from bench/model-inputs.toml; `from_benchmarks` replaces the measured ones with the latest figures.
 INPUTS: dict[str, Input] = {
-    i.name: i
-    for i in (
-        Input("signaling_msgs_per_s", 28_472, "msgs/s per process", "measured: docs/benchmarks.md §1, turnkit (memory)"),
-        Input("signaling_redis_msgs_per_s", 9_204, "msgs/s for 2 processes", "measured: docs/benchmarks.md §1, turnkit (Redis, 2 processes)"),
-        Input("kib_per_connection", 10.1, "KiB RSS", "measured: docs/benchmarks.md §2"),
-        Input("ice_req_per_s", 2_248, "req/s per process", "measured: docs/benchmarks.md §3, GET /api/ice-servers"),
-        Input("connections_per_process", 50_000, "WebSockets", "assumption: LimitNOFILE=65536 in turnkit-signaling@.service, 25% kept free"),
-        Input("headroom", 0.5, "× of measured capacity", "assumption: plan for half of the measured peak"),
-        Input("call_minutes", 10, "min mean call length", "assumption (sets the call-setup rate)"),
-        Input("msgs_per_setup", 30, "signaling msgs per call", "assumption: join, all-users, offer, answer, ~12 candidates each way, ice-servers"),
-        Input("redis_ops_per_s", 100_000, "pub/sub msgs/s per Redis", "cited: redis.io 'Redis benchmark', >100k ops/s on one core"),
-        Input("turn_node_mbps", 700, "Mbit/s egress per node", "assumption: a 1 Gbit/s NIC at 70%; coturn is network-bound long before CPU-bound"),
-        Input("relays_per_call", 1, "TURN allocations carrying a relayed call", "assumption: one side relays (the seed's model)"),
-        Input("per_gb", 0.09, "$/GB egress", "cited: AWS EC2 data transfer out, first 10 TB/month (turnkit [cost] default for aws)"),
-        Input("meter_events_per_s", 0, "statsdb events/s per core", "measured by `python -m bench.model --measure-meter` (0: not measured yet)"),
-    )
-}  # fmt: skip
-
-#: Input name → a regex over docs/benchmarks.md whose first group is the figure (commas allowed).
-FROM_BENCHMARKS: dict[str, str] = {
-    "signaling_msgs_per_s": r"^\| turnkit \(memory\) \| ([\d,]+) \|",
-    "signaling_redis_msgs_per_s": r"^\| turnkit \(Redis, 2 processes\) \| ([\d,]+) \|",
-    "kib_per_connection": r"^\| turnkit \(memory\) \| ([\d.]+) \| [\d,]+ \|",
-    "ice_req_per_s": r"^\| GET /api/ice-servers \(JWT\) \| ([\d,]+) \|",
+    name: Input(name, float(row["value"]), row["unit"], row["source"])
+    for name, row in tomllib.loads(Path(__file__).with_name("model-inputs.toml").read_text(encoding="utf-8")).items()
 }
+
+_COUNT = r"[\d,]*\.?\d+"
+#: Measured input → (docs/benchmarks.md section key, first cell of its table row, column holding the figure).
+#: A KiB figure has no thousands separator, which tells it from a msgs/s figure in text without section markers.
+FROM_BENCHMARKS: dict[str, tuple[str, str, int, str]] = {
+    "signaling_msgs_per_s": ("relay", "turnkit (memory)", 1, _COUNT),
+    "signaling_redis_msgs_per_s": ("relay", "turnkit (Redis, 2 processes)", 1, _COUNT),
+    "kib_per_connection": ("capacity", "turnkit (memory)", 1, r"\d+(?:\.\d+)?"),
+    "ice_req_per_s": ("creds", "GET /api/ice-servers (JWT)", 1, _COUNT),
+    "meter_events_per_s": ("meter", "events → ledger → SQLite buffer", 1, _COUNT),
+}
+
+
+def _figure(text: str, section: str, label: str, column: int, shape: str) -> float | None:
+    """The number in `column` of the first table row labelled `label`, within `section` if the text marks it."""
+    marked = re.search(rf"<!-- bench:{section}:start -->(.*?)<!-- bench:{section}:end -->", text, re.DOTALL)
+    for line in (marked.group(1) if marked else text).splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == label and len(cells) > column and re.fullmatch(shape, cells[column]):
+            return float(cells[column].replace(",", ""))
+    return None
 
 
 def from_benchmarks(inputs: dict[str, Input], text: str) -> dict[str, Input]:
     """The inputs with the measured figures of a docs/benchmarks.md text (unchanged where absent)."""
     out = dict(inputs)
-    for name, pattern in FROM_BENCHMARKS.items():
-        m = re.search(pattern, text, re.MULTILINE)
-        if m:
-            out[name] = replace(out[name], value=float(m[1].replace(",", "")))
+    for name, (section, label, column, shape) in FROM_BENCHMARKS.items():
+        value = _figure(text, section, label, column, shape)
+        if value is not None:
+            out[name] = replace(out[name], value=value)
     return out
 
 
@@ -121,32 +119,6 @@ def inputs_table(inputs: dict[str, Input]) -> str:
     return "\n".join(out)
 
 
-def measure_meter(events: int = 50_000) -> float:
-    """statsdb events/s through the meter's core and its SQLite buffer on one core (measured here)."""
-    from turnkit.meter import events as ev
-    from turnkit.meter import ledger
-    from turnkit.meter.buffer import Buffer
-
-    with tempfile.TemporaryDirectory() as tmp:
-        buf = Buffer(Path(tmp) / "bench.sqlite")
-        sessions: dict[str, ledger.Session] = {}
-        msgs = [
-            (f"turn/realm/r/user/1764003600:user{n % 500}/allocation/{n % 1000:018d}/traffic",
-             "rcvp=2048, rcvb=2053500, sentp=3, sentb=228")
-            for n in range(events)
-        ]  # fmt: skip
-        start = time.process_time()
-        for channel, payload in msgs:
-            event = ev.parse(channel, payload)
-            assert event is not None
-            step = ledger.step(sessions, event, 1_764_000_000.0)
-            buf.apply(step)
-            sessions.update({s.key: s for s in step.upsert})
-        spent = time.process_time() - start
-        buf.close()
-    return events / spent
-
-
 def render(inputs: dict[str, Input]) -> str:
     rows = [plan(c, r, m, inputs) for c in CALLS for r in RELAYED for m in MBPS]
     return f"{START}\n### Inputs\n\n{inputs_table(inputs)}\n\n### Plan\n\n{table(rows)}\n{END}"
@@ -166,11 +138,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     inputs = from_benchmarks(INPUTS, BENCHMARKS.read_text(encoding="utf-8") if BENCHMARKS.exists() else "")
     old = CAPACITY.read_text(encoding="utf-8") if CAPACITY.exists() else ""
-    m = re.search(r"^\| `meter_events_per_s` \| ([\d,.]+) \|", old, re.MULTILINE)
-    if m:  # keep the last measurement unless asked to measure again
-        inputs["meter_events_per_s"] = replace(inputs["meter_events_per_s"], value=float(m[1].replace(",", "")))
     if args.measure_meter:
-        measured = round(measure_meter())
+        from bench.meter import measure_events
+
+        measured = round(measure_events())
         inputs["meter_events_per_s"] = replace(
             inputs["meter_events_per_s"],
             value=measured,

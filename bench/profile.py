@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -125,3 +127,27 @@ def during(pid: int, seconds: float, workload: Callable[[], object], out: Path, 
     if "text" not in box:
         raise RuntimeError(box.get("error", "py-spy did not finish"))
     return box["text"]
+
+
+def while_running(pid: int, workload: Callable[[], object], out: Path, pin: int | None) -> str:
+    """Collapsed stacks of `pid` sampled for as long as `workload()` runs (py-spy stopped with SIGINT after it)."""
+    binary = pyspy()
+    if binary is None:
+        raise RuntimeError("py-spy not installed (pip install py-spy)")
+    argv = [binary, "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--nonblocking"]
+    argv += ["--output", str(out)]
+    full = argv if pin is None else ["taskset", "-c", str(pin), *argv]
+    spy = subprocess.Popen(full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        time.sleep(0.5)  # py-spy attaches
+        workload()
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled, then exits
+        try:
+            _, err = spy.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            err = b"py-spy did not stop"
+    if not out.exists():
+        raise RuntimeError(f"py-spy failed: {err.decode(errors='replace')[-500:]}")
+    return out.read_text(errors="replace")

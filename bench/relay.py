@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 
@@ -90,7 +91,9 @@ def load(server: stack.Server, seconds: float, split: list[int] | None = None, p
     """
     stack.npm_ci()
     argv = ["node", str(stack.LOAD), server.proto, server.url, str(PAIRS), f"{seconds:g}"]
-    env = {"TURNKIT_JWT_SECRET": stack.JWT_SECRET}
+    # Fresh room names per run: load.js exits without closing, so turnkit parks the last run's members for its
+    # resume window, and rooms of the same names would still be full when the next round starts.
+    env = {"TURNKIT_JWT_SECRET": stack.JWT_SECRET, "BENCH_ROOM_PREFIX": f"r{secrets.token_hex(4)}-"}
     if split:
         env["BENCH_PORTS"] = ",".join(map(str, split))
     out = run_windowed(argv, list(pids) or [server.proc.pid], core(CLIENT_CORE), seconds + 120, env)

@@ -28,15 +28,15 @@ def _row(doc: str, name: str) -> list[str]:
 
 def test_quick_run_writes_every_section(tmp_path: Path) -> None:
     doc_path = tmp_path / "benchmarks.md"
-    argv = [sys.executable, "-m", "bench", "--only", "relay", "capacity", "creds", "call", "browser"]
+    argv = [sys.executable, "-m", "bench", "--only", "relay", "capacity", "creds", "call", "browser", "meter"]
     argv += ["--quick", "--rounds", "1", "--doc", str(doc_path)]
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     doc = doc_path.read_text()
-    for key in ("relay", "capacity", "creds", "call", "browser"):
+    for key in ("relay", "capacity", "creds", "call", "browser", "meter", "gaps"):
         assert doc.count(f"<!-- bench:{key}:start -->") == 1
     assert "Not measured" not in doc
-    assert "_Run: `python -m bench --only relay capacity creds call browser --quick --rounds 1 --doc " in doc
+    assert "_Run: `python -m bench --only relay capacity creds call browser meter --quick --rounds 1 --doc " in doc
     assert "socket.io 4.8.1, socket.io-client 4.8.1, ws 8.18.3" in doc  # the pins of bench/package-lock.json
     assert "--quick smoke run" in doc
     relay, capacity = _section(doc, "relay"), _section(doc, "capacity")
@@ -54,5 +54,10 @@ def test_quick_run_writes_every_section(tmp_path: Path) -> None:
         "floor: two connections in one page, no signaling",
     ):
         assert _row(browser, interval)[4] == "2/2", browser  # every call and every floor run relayed
+    meter = _section(doc, "meter")
+    for mode in ("statsdb off", "statsdb on"):
+        packets = _row(meter, mode)[1]
+        assert re.fullmatch(r"[\d,]+", packets) and packets != "0", f"{mode}: nothing relayed: {packets}"
+    assert re.fullmatch(r"[\d,]+", _row(meter, "events → ledger → SQLite buffer")[1]), meter
     for mark in re.findall(r"\| (✓|✗|–) \| issue", doc):
         assert mark in "✓✗"  # every target got a figure
