@@ -15,39 +15,19 @@ from typing import Any
 import websockets
 from aiortc import (
     MediaStreamTrack,
-    RTCConfiguration,
     RTCDataChannel,
-    RTCIceCandidate,
-    RTCIceServer,
     RTCPeerConnection,
     RTCSessionDescription,
     VideoStreamTrack,
 )
 from aiortc.mediastreams import MediaStreamError
-from aiortc.rtcconfiguration import RTCIceTransportPolicy
-from aiortc.sdp import candidate_from_sdp
+
+from bench.callpeer import ice_config, parse_candidate
 
 Message = dict[str, Any]
 
 #: Generous: calls must connect on a loaded 2-core machine.
 CALL_TIMEOUT = 30.0
-
-
-def ice_config(servers: list[Message], relay_only: bool) -> RTCConfiguration:
-    """RTCIceServer dicts from the signaling server as an aiortc configuration."""
-    ice = [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential")) for s in servers]
-    policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
-    return RTCConfiguration(iceServers=ice, iceTransportPolicy=policy)
-
-
-def parse_candidate(init: Message | None) -> RTCIceCandidate | None:
-    """RTCIceCandidateInit (browser JSON) as an aiortc candidate; None/empty means end-of-candidates."""
-    if not init or not init.get("candidate"):
-        return None
-    candidate = candidate_from_sdp(str(init["candidate"]).split(":", 1)[1])
-    candidate.sdpMid = init.get("sdpMid")
-    candidate.sdpMLineIndex = init.get("sdpMLineIndex")
-    return candidate
 
 
 def sdp_candidates(sdp: str) -> list[Message]:
