@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,9 @@ from turnkit.progress import Progress
 from turnkit.provision import Action, Provider, provider_class, provider_for
 
 DEV_TOKEN_TTL = 12 * 3600
+#: How often a node restarted after a drain is probed before it is left draining.
+PROBE_ATTEMPTS = 3
+PROBE_RETRY_DELAY = 2.0
 #: The coturn role's task that marks a node draining before a coturn restart (roles/coturn/tasks/drain.yml):
 #: when it reports `changed` for a node, the controller probes the node and undrains it.
 DRAIN_MARK_TASK = "coturn : Mark the node draining where signaling reads node health"
@@ -243,12 +247,22 @@ class Fleet:
 
     def _undrain_after_probe(self, node: Node, progress: Progress) -> None:
         name = health.key(node)
-        if all(r.ok for r in probe(self.cfg, [node], self.ca_file, progress)):
+        if self._passes_probe(node, progress):
             self._run([], signaling=True, playbook=resources.playbook_dir() / "undrain.yml",
                       extra={"coturn_node_name": node.name, "coturn_meter_region": node.region})  # fmt: skip
             progress(f"{name}: probe passed after the restart; back in service")
         else:
             progress(f"{name}: probe failed after the restart; left draining (`turnkit undrain` once fixed)")
+
+    def _passes_probe(self, node: Node, progress: Progress) -> bool:
+        """The node passes the probe, asked up to PROBE_ATTEMPTS times (a coturn that was just
+        restarted may still be opening its TLS listener)."""
+        for attempt in range(PROBE_ATTEMPTS):
+            if attempt:
+                time.sleep(PROBE_RETRY_DELAY)
+            if all(r.ok for r in probe(self.cfg, [node], self.ca_file, progress)):
+                return True
+        return False
 
     def push_signaling(self, progress: Progress) -> None:
         """The signaling service runs behind NGINX on `signaling_node`, else on the region's first node."""
