@@ -69,7 +69,7 @@ def coturn_pid(site: LabSite, ip: str) -> str:
 
 def node_health(site: LabSite) -> dict[str, Any]:
     """The health document the signaling instances read (on the signaling host)."""
-    out = site.ssh(SIGNALING, f"sudo cat {HEALTH_FILE}")
+    out = site.ssh(SIGNALING, f"if sudo test -e {HEALTH_FILE}; then sudo cat {HEALTH_FILE}; else echo {{}}; fi")
     assert out.returncode == 0, out.stderr
     doc: dict[str, Any] = json.loads(out.stdout)
     return doc
