@@ -82,6 +82,11 @@ def recorded_hosts(spec: LabSpec) -> list[str]:
     return sorted(p.name for p in d.iterdir() if p.is_dir()) if d.exists() else []
 
 
+#: The usage meter's Redis (coturn role tasks/meter.yml: the node's statsdb; signaling role
+#: tasks/usage_store.yml: the central store), on top of what apt.PACKAGES lists for the roles.
+METER_PACKAGES: tuple[str, ...] = ("redis-server",)
+
+
 def running(spec: LabSpec) -> dict[str, bool]:
     """Host name → whether its container has processes."""
     return {h.name: host.running(spec.unit(h.name)) for h in spec.hosts}
@@ -93,7 +98,7 @@ def up(spec: LabSpec, progress: Progress) -> Topology:
     network.assert_no_forwarding()
     img = image.default_spec()
     base = image.ensure(img, progress)
-    repo = apt.ensure_repo(img, base, image.cache_dir(), progress)
+    repo = apt.ensure_repo(img, base, image.cache_dir(), progress, apt.PACKAGES + METER_PACKAGES)
     topo = spec.topology
     network.up_bridge(topo)
     spec.services.mkdir(parents=True, exist_ok=True)
