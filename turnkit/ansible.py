@@ -210,14 +210,15 @@ def region_inventory(
         context.update(_public(node_overrides or {}))
         hosts.append(Host(node.name, _address(node, addresses), connection, user, private_key, context))
     machine = signaling_node or nodes[0]
-    machine_host = Host(machine.name, _address(machine, addresses), connection, user, private_key)
     if signaling is None:
-        signaling = [machine_host]
+        signaling = [Host(machine.name, _address(machine, addresses), connection, user, private_key)]
+    # Its own inventory name: a host named like a group (`signaling`) would be matched by that play.
+    health_host = Host(f"{HEALTH_GROUP}-{machine.name}", _address(machine, addresses), connection, user, private_key)
     overrides = _public(region_overrides or {})
     return Inventory(
         turn=hosts,
         signaling=signaling,
-        health=[machine_host] if health else (),
+        health=[health_host] if health else (),
         turn_vars={
             **render.certbot_context(cfg, nodes),
             **_turn_wheelhouse_vars(wheelhouse),

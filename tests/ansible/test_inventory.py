@@ -371,8 +371,9 @@ def test_node_runs_name_the_health_host_and_carry_the_meter_settings(tmp_path: P
         wheelhouse=tmp_path / "wheels",
     )  # fmt: skip
     groups = inventory.to_dict()["all"]["children"]
-    assert list(groups[ansible.HEALTH_GROUP]["hosts"]) == ["signaling"]
-    assert groups[ansible.HEALTH_GROUP]["hosts"]["signaling"]["ansible_host"] == "203.0.113.5"
+    # Not named `signaling`: the signaling play would match a host named like its group.
+    assert list(groups[ansible.HEALTH_GROUP]["hosts"]) == ["turnkit_health-signaling"]
+    assert groups[ansible.HEALTH_GROUP]["hosts"]["turnkit_health-signaling"]["ansible_host"] == "203.0.113.5"
     turn_vars = groups["turn"]["vars"]
     assert turn_vars["coturn_meter_config_toml"] == cfg.path.read_text()
     assert turn_vars["coturn_drain_timeout"] == cfg.coturn.drain_timeout
