@@ -48,6 +48,9 @@ SECRET_VARS: frozenset[str] = frozenset(
     }
 )
 
+#: The inventory group of the host whose node health signaling reads (drain marks go there).
+HEALTH_GROUP = "turnkit_health"
+
 #: Environment for a parseable, colourless run of the default stdout callback.
 ANSIBLE_ENV: dict[str, str] = {
     "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.default",
@@ -64,6 +67,7 @@ _FAILED = re.compile(
     r"^(?:fatal|failed): \[(?P<host>[^\]]+)\](?: \(item=.*\))?: (?P<kind>FAILED|UNREACHABLE)! => (?P<rest>.*)$"
 )
 _FAILED_ITEM = re.compile(r"^failed: \[(?P<host>[^\]]+)\] \(item=.*?\) => (?P<rest>.*)$")
+_STATUS = re.compile(r"^(?P<status>ok|changed|skipping): \[(?P<host>[^\]\s]+)(?: -> [^\]]+)?\]")
 _RECAP = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$")
 
 
@@ -119,6 +123,9 @@ class Inventory:
     signaling: Sequence[Host] = ()
     turn_vars: Mapping[str, Any] = field(default_factory=dict)
     signaling_vars: Mapping[str, Any] = field(default_factory=dict)
+    #: Where signaling reads node health (the signaling host), for TURN plays that drain a node
+    #: before a coturn restart: group `turnkit_health`, which no play targets (only `delegate_to`).
+    health: Sequence[Host] = ()
 
     def _check_shared_hosts(self) -> None:
         """A host in both groups is one Ansible host: its variables must agree (host vars beat group vars)."""
@@ -145,6 +152,8 @@ class Inventory:
             "turn": (self.turn, self.turn_vars),
             "signaling": (self.signaling, self.signaling_vars),
         }
+        if self.health:
+            groups[HEALTH_GROUP] = (self.health, {})
         return {
             "all": {
                 "children": {
@@ -176,6 +185,7 @@ def region_inventory(
     wheelhouse: Path | None = None,
     node_overrides: Mapping[str, Any] | None = None,
     region_overrides: Mapping[str, Any] | None = None,
+    health: bool = False,
 ) -> Inventory:
     """The inventory of a region, the only one turnkit builds (deploy, tests, by-hand runs).
 
@@ -186,6 +196,8 @@ def region_inventory(
     `ssl_certificate` points at. `node_state` hands the signaling host the recorded nodes (cloud
     regions keep them only on the controller); `wheelhouse` (a directory on the controller, see
     turnkit.wheelhouse) is what the signaling host installs turnkit from, without a package index.
+    With `health`, the signaling machine is also in group `turnkit_health`, where a TURN play marks
+    its node draining before a coturn restart (roles/coturn/tasks/drain.yml).
     """
     wanted = None if turn is None else set(turn)
     hosts = []
@@ -197,14 +209,22 @@ def region_inventory(
             context["certbot_domains"] = [node.hostname]
         context.update(_public(node_overrides or {}))
         hosts.append(Host(node.name, _address(node, addresses), connection, user, private_key, context))
+    machine = signaling_node or nodes[0]
     if signaling is None:
-        machine = signaling_node or nodes[0]
         signaling = [Host(machine.name, _address(machine, addresses), connection, user, private_key)]
+    # Its own inventory name: a host named like a group (`signaling`) would be matched by that play.
+    health_host = Host(f"{HEALTH_GROUP}-{machine.name}", _address(machine, addresses), connection, user, private_key)
     overrides = _public(region_overrides or {})
     return Inventory(
         turn=hosts,
         signaling=signaling,
-        turn_vars={**render.certbot_context(cfg, nodes), **overrides},
+        health=[health_host] if health else (),
+        turn_vars={
+            **render.certbot_context(cfg, nodes),
+            **_turn_wheelhouse_vars(wheelhouse),
+            **_turn_meter_vars(cfg),
+            **overrides,
+        },
         signaling_vars={
             **_signaling_vars(cfg, nodes, certificates, node_state),
             **_wheelhouse_vars(wheelhouse),
@@ -218,6 +238,21 @@ def _wheelhouse_vars(wheelhouse: Path | None) -> dict[str, Any]:
     if wheelhouse is None:
         return {}
     return {"signaling_wheelhouse": str(wheelhouse), "signaling_turnkit_version": __version__}
+
+
+def _turn_wheelhouse_vars(wheelhouse: Path | None) -> dict[str, Any]:
+    """TURN nodes install the same turnkit (the meter, the drain count) from the same wheelhouse."""
+    if wheelhouse is None:
+        return {}
+    return {"coturn_meter_wheelhouse": str(wheelhouse), "coturn_meter_turnkit_version": __version__}
+
+
+def _turn_meter_vars(cfg: Config) -> dict[str, Any]:
+    """The meter and the drain count on a TURN node read turnkit.toml; the drain waits this long."""
+    return {
+        "coturn_meter_config_toml": cfg.path.read_text(encoding="utf-8"),
+        "coturn_drain_timeout": cfg.coturn.drain_timeout,
+    }
 
 
 def _address(node: Node, addresses: Mapping[str, str] | None) -> str:
@@ -262,9 +297,15 @@ class RunResult:
 
     recap: dict[str, dict[str, int]]
     lines: list[str]
+    #: (host, task) → the last status the task reported for the host (`ok`, `changed`, `skipping`).
+    statuses: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def changed(self) -> dict[str, int]:
         return {host: counts.get("changed", 0) for host, counts in self.recap.items()}
+
+    def total_changed(self) -> int:
+        """Tasks that changed something, over every host (0: the run was a no-op)."""
+        return sum(self.changed().values())
 
 
 @dataclass
@@ -274,11 +315,14 @@ class _Parser:
     task: str | None = None
     failures: dict[str, tuple[str | None, str]] = field(default_factory=dict)
     recap: dict[str, dict[str, int]] = field(default_factory=dict)
+    statuses: dict[tuple[str, str], str] = field(default_factory=dict)
     in_recap: bool = False
 
     def feed(self, line: str) -> None:
         if m := _TASK.match(line):
             self.task = m["task"]
+        elif self.task is not None and (m := _STATUS.match(line)):
+            self.statuses[(m["host"], self.task)] = m["status"]
         elif (m := _FAILED.match(line)) or (m := _FAILED_ITEM.match(line)):
             self.failures.setdefault(m["host"], (self.task, _reason(m["rest"])))
         elif line.startswith("PLAY RECAP"):
@@ -385,7 +429,7 @@ def _run(argv: list[str], env: dict[str, str], out: TextIO, timeout: float | Non
     if expired.is_set():
         raise PlaybookError(f"ansible-playbook did not finish within {timeout:g}s (last task: {parser.task})")
     if rc == 0:
-        return RunResult(parser.recap, lines)
+        return RunResult(parser.recap, lines, parser.statuses)
     raise _failure(parser, rc, lines)
 
 

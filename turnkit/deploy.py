@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,15 +19,22 @@ from typing import Any
 
 import jwt
 
-from turnkit import ansible, clock, health, keyring, render, resources, wheelhouse
+from turnkit import ansible, clock, health, keyring, localmeter, render, resources, wheelhouse
 from turnkit.config import Config
 from turnkit.coturn import target_version
 from turnkit.errors import TurnkitError
+from turnkit.meter import remote as remote_meter
 from turnkit.nodes import Node
 from turnkit.progress import Progress
 from turnkit.provision import Action, Provider, provider_class, provider_for
 
 DEV_TOKEN_TTL = 12 * 3600
+#: How often a node restarted after a drain is probed before it is left draining.
+PROBE_ATTEMPTS = 3
+PROBE_RETRY_DELAY = 2.0
+#: The coturn role's task that marks a node draining before a coturn restart (roles/coturn/tasks/drain.yml):
+#: when it reports `changed` for a node, the controller probes the node and undrains it.
+DRAIN_MARK_TASK = "coturn : Mark the node draining where signaling reads node health"
 
 
 class DeployError(TurnkitError):
@@ -56,6 +64,8 @@ class Report:
     demo_url: str | None = None
     ice_servers: Any = None
     dry_run: bool = False
+    #: Tasks Ansible reported `changed` over every run of the deploy (None: no Ansible ran).
+    ansible_changed: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -71,6 +81,7 @@ class Report:
             "promoted": self.promoted,
             "demo_url": self.demo_url,
             "ice_servers": self.ice_servers,
+            "ansible_changed": self.ansible_changed,
         }
 
 
@@ -167,12 +178,18 @@ class Fleet:
     # a machine of its own for signaling (default: the first TURN node).
     private_key: Path | None = None
     signaling_node: Node | None = None
-    wheelhouse: Path | None = None  # shipped to the signaling host and installed with `pip --no-index`
+    wheelhouse: Path | None = None  # shipped to every host and installed with `pip --no-index`
+    # Usage metering (docs/metering.md): the region's meter keys (None: no meter, no drain) and
+    # the CA of the signaling host's certificate when it is not a public one.
+    meter: localmeter.Keys | None = None
+    ca_file: Path | None = None
+    #: Every finished run, in order (the deploy report sums their changes).
+    runs: list[ansible.RunResult] = field(default_factory=list)
 
-    def _run(self, turn: Sequence[str], signaling: bool) -> None:
+    def _inventory(self, turn: Sequence[str], signaling: bool) -> ansible.Inventory:
         spec = self.cfg.region(self.region)
         key = Path(spec.ssh_public_key.removesuffix(".pub")).expanduser()
-        inventory = ansible.region_inventory(
+        return ansible.region_inventory(
             self.cfg,
             self.nodes,
             target_version(self.cfg),
@@ -185,14 +202,33 @@ class Fleet:
             node_state=provider_class(spec.provider).records_nodes,
             signaling_node=self.signaling_node,
             wheelhouse=self.wheelhouse,
+            health=bool(turn) and self.meter is not None,
         )
-        ring = keyring.load(self.cfg.secrets_path)
-        ansible.run_playbook(
-            inventory,
-            ansible.secret_vars(ring, self._service_environment()),
-            extra_vars=self.extra_vars,
-            playbook=self.playbook,
+
+    def _secrets(self, turn: Sequence[str], signaling: bool) -> dict[str, Any]:
+        """The run's secrets file: TURN secrets and keyring, and the meter's passwords of the hosts
+        in this run (one TURN node per run, so each node gets only its own)."""
+        out = ansible.secret_vars(keyring.load(self.cfg.secrets_path), self._service_environment())
+        if self.meter is not None:
+            for node in self.nodes:
+                if node.name in turn:
+                    out.update(remote_meter.node_secrets(self.cfg, self.meter, node))
+            if signaling:
+                out.update(remote_meter.signaling_secrets(self.meter, self.nodes))
+        return out
+
+    def _run(
+        self, turn: Sequence[str], signaling: bool, playbook: Path | None = None, extra: Mapping[str, Any] | None = None
+    ) -> ansible.RunResult:
+        more = remote_meter.ca_vars(self.ca_file) if self.meter is not None else {}
+        result = ansible.run_playbook(
+            self._inventory(turn, signaling),
+            self._secrets(turn, signaling),
+            extra_vars={**more, **(self.extra_vars or {}), **(extra or {})},
+            playbook=playbook or self.playbook,
         )
+        self.runs.append(result)
+        return result
 
     def _service_environment(self) -> dict[str, str]:
         """The operator's HS256 JWT secret goes to the signaling host's root-only environment file."""
@@ -201,10 +237,32 @@ class Fleet:
         return {name: value} if value and "HS256" in self.cfg.signaling.jwt.algorithms else {}
 
     def push_nodes(self, progress: Progress) -> None:
-        """The TURN nodes, one at a time (a changed secret restarts coturn; the others keep serving)."""
+        """The TURN nodes, one at a time. A run that must restart coturn drains its node first
+        (roles/coturn/tasks/drain.yml); the node is handed out again only after it passes the probe."""
         for node in self.nodes:
             progress(f"configuring {node.name}")
-            self._run([node.name], signaling=False)
+            result = self._run([node.name], signaling=False)
+            if result.statuses.get((node.name, DRAIN_MARK_TASK)) == "changed":
+                self._undrain_after_probe(node, progress)
+
+    def _undrain_after_probe(self, node: Node, progress: Progress) -> None:
+        name = health.key(node)
+        if self._passes_probe(node, progress):
+            self._run([], signaling=True, playbook=resources.playbook_dir() / "undrain.yml",
+                      extra={"coturn_node_name": node.name, "coturn_meter_region": node.region})  # fmt: skip
+            progress(f"{name}: probe passed after the restart; back in service")
+        else:
+            progress(f"{name}: probe failed after the restart; left draining (`turnkit undrain` once fixed)")
+
+    def _passes_probe(self, node: Node, progress: Progress) -> bool:
+        """The node passes the probe, asked up to PROBE_ATTEMPTS times (a coturn that was just
+        restarted may still be opening its TLS listener)."""
+        for attempt in range(PROBE_ATTEMPTS):
+            if attempt:
+                time.sleep(PROBE_RETRY_DELAY)
+            if all(r.ok for r in probe(self.cfg, [node], self.ca_file, progress)):
+                return True
+        return False
 
     def push_signaling(self, progress: Progress) -> None:
         """The signaling service runs behind NGINX on `signaling_node`, else on the region's first node."""
@@ -216,6 +274,9 @@ class Fleet:
         self.push_nodes(progress)
         self.push_signaling(progress)
 
+    def changed(self) -> int:
+        return sum(r.total_changed() for r in self.runs)
+
 
 def over_ssh(provider: Provider[Any], report: Report, progress: Progress) -> None:
     """Deploy a region whose nodes are machines reached over SSH: provision, render, Ansible, probe."""
@@ -225,11 +286,16 @@ def over_ssh(provider: Provider[Any], report: Report, progress: Progress) -> Non
     progress("==> render")
     render_to_state(cfg, region, nodes, keyring.load(cfg.secrets_path).accepted, progress)
     house = wheelhouse.build(cfg.state_path / "wheelhouse", progress)
-    progress("==> configure with Ansible (coturn, certbot certificates, nginx, signaling, probe)")
-    fleet = Fleet(cfg, region, nodes, wheelhouse=house, **provider.fleet_options())
+    progress("==> configure with Ansible (coturn, meter, certbot certificates, nginx, signaling, probe)")
+    keys = localmeter.load_keys(remote_meter.paths(cfg, region))
+    ca = provider.ca_file()
+    fleet = Fleet(cfg, region, nodes, wheelhouse=house, meter=keys, ca_file=ca, **provider.fleet_options())
     report.promoted = rollout(cfg, lambda: fleet.push_all(progress), lambda: fleet.push_signaling(progress), progress)
+    report.ansible_changed = fleet.changed()
+    usage_env = remote_meter.write_usage_env(cfg, region, keys, ca)
+    progress(f"usage: `set -a; . {usage_env}; set +a; turnkit usage --region {region}`")
     progress("==> probe")
-    report.nodes = probe(cfg, nodes, provider.ca_file(), progress)
+    report.nodes = probe(cfg, nodes, ca, progress)
 
 
 def deploy(cfg: Config, region: str, progress: Progress, dry_run: bool = False) -> Report:

@@ -334,3 +334,49 @@ def test_inventory_command_writes_what_deploy_runs(tmp_path: Path) -> None:
     secrets = json.loads((out / "secrets.json").read_text())
     assert secrets["coturn_static_auth_secrets"] == [secret]
     assert (out / "secrets.json").stat().st_mode & 0o777 == 0o600
+
+
+DRAIN_OUTPUT = """\
+TASK [coturn : Mark the node draining where signaling reads node health] *******
+skipping: [turn-2]
+changed: [turn-1 -> signaling]
+
+TASK [coturn : Write the coturn configuration] *********************************
+changed: [turn-1] => (item=x)
+ok: [turn-2]
+
+PLAY RECAP *********************************************************************
+turn-1                     : ok=2    changed=2    unreachable=0    failed=0    skipped=0    rescued=0    ignored=0
+turn-2                     : ok=1    changed=0    unreachable=0    failed=0    skipped=1    rescued=0    ignored=0
+"""
+
+
+def test_task_statuses_per_host_and_the_total_of_changes(tmp_path: Path) -> None:
+    """deploy reads the drain mark's status per node (delegated: `host -> other`) and sums the changes."""
+    result = ansible._run(
+        [str(fake_playbook(tmp_path, DRAIN_OUTPUT, 0))], dict(os.environ), io.StringIO(), 30, tmp_path
+    )
+    mark = "coturn : Mark the node draining where signaling reads node health"
+    assert result.statuses[("turn-1", mark)] == "changed"
+    assert result.statuses[("turn-2", mark)] == "skipping"
+    assert result.statuses[("turn-2", "coturn : Write the coturn configuration")] == "ok"
+    assert result.total_changed() == 2
+
+
+def test_node_runs_name_the_health_host_and_carry_the_meter_settings(tmp_path: Path) -> None:
+    cfg = eu_config(tmp_path)
+    signaling = Node("signaling", "eu", "call.example.test", "203.0.113.5")
+    inventory = ansible.region_inventory(
+        cfg, NODES, "4.6.1", turn=["turn-2"], signaling=(), signaling_node=signaling, health=True,
+        wheelhouse=tmp_path / "wheels",
+    )  # fmt: skip
+    groups = inventory.to_dict()["all"]["children"]
+    # Not named `signaling`: the signaling play would match a host named like its group.
+    assert list(groups[ansible.HEALTH_GROUP]["hosts"]) == ["turnkit_health-signaling"]
+    assert groups[ansible.HEALTH_GROUP]["hosts"]["turnkit_health-signaling"]["ansible_host"] == "203.0.113.5"
+    turn_vars = groups["turn"]["vars"]
+    assert turn_vars["coturn_meter_config_toml"] == cfg.path.read_text()
+    assert turn_vars["coturn_drain_timeout"] == cfg.coturn.drain_timeout
+    assert turn_vars["coturn_meter_wheelhouse"] == str(tmp_path / "wheels")
+    plain = ansible.region_inventory(cfg, NODES, "4.6.1", signaling=()).to_dict()["all"]["children"]
+    assert ansible.HEALTH_GROUP not in plain

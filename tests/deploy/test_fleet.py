@@ -132,7 +132,11 @@ def recorded_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Flee
     cfg = config_mod.load(tmp_path / "turnkit.toml")
     keyring.save(cfg.secrets_path, keyring.init(100))
     runs: list[dict[str, Any]] = []
-    monkeypatch.setattr(ansible, "run_playbook", lambda inventory, secrets, **_: runs.append(inventory.to_dict()))
+    monkeypatch.setattr(
+        ansible,
+        "run_playbook",
+        lambda inventory, secrets, **_: runs.append(inventory.to_dict()) or ansible.RunResult({}, []),
+    )
     return Fleet(cfg, "st", region_nodes(cfg, "st")), runs
 
 

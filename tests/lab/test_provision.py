@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from tests.lab.conftest import LabSite
-from turnkit.lab import host, network
+from turnkit.lab import host, lab, network
 from turnkit.provision.lab import known_hosts
 
 
@@ -52,7 +52,7 @@ def test_provision_converges_and_destroy_leaves_nothing(lab_site: LabSite) -> No
         assert "Network is unreachable" in res.stdout
         assert lines[-1].split()[:2] == ["198.18.0.10", "call.example.test"]
     apt = lab_site.ssh("198.18.0.11", "sudo apt-get update -q >/dev/null && apt-cache policy coturn")
-    assert "http://198.18.0.1:3142 ./ Packages" in apt.stdout, apt.stdout + apt.stderr
+    assert f"http://198.18.0.1:{lab.APT_PORT} ./ Packages" in apt.stdout, apt.stdout + apt.stderr
 
     # Re-run: everything is kept, nothing is created or restarted.
     assert {a["verb"] for a in _actions(lab_site)} == {"keep"}

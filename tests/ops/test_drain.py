@@ -179,3 +179,31 @@ async def test_bad_input_is_one_line_and_marks_nothing(stack: Stack) -> None:
     code, out, err = await cli(stack, *base, "turn-1", "--statsdb", closed)
     assert (code, err) == (3, f"error: statsdb {closed}: cannot read allocations: ConnectionError\n")
     assert stack.ice_hosts() == [TURN_1, TURN_2]  # nothing was marked
+
+
+async def test_mark_only_and_count_only_are_the_two_halves_a_remote_deploy_runs(stack: Stack) -> None:
+    """A remote deploy marks on the signaling host (`--mark-only`) and counts on the node (`--count-only`)."""
+    node = ("--region", "local", "--node", "turn-1")
+    code, out, err = await cli(stack, "drain", *node, "--mark-only")  # no statsdb needed
+    assert (code, out) == (0, "local/turn-1 is draining: signaling no longer hands it out\n"), err
+    assert stack.ice_hosts() == [TURN_2]
+    await cli(stack, "undrain", *node)
+
+    cred = stack.credential("alice")
+    transport, _ = await turnclient.allocate(stack.cfg.ports.listening, cred.username, cred.password)
+    try:
+        await wait_for(lambda: drain.StatsDb(stack.statsdb).count(stack.cfg.project.effective_realm) == 1)
+        # On the node, the region's other nodes are unknown: --count-only does not look them up.
+        counted = ("drain", "--region", "local", "--node", "turn-9", "--statsdb", stack.statsdb, "--count-only")
+        code, out, err = await cli(stack, *counted, "--timeout", "1", "--json")
+        assert code == 1, err
+        assert json.loads(out) == {"node": "local/turn-9", "live": 1, "waited": json.loads(out)["waited"],
+                                   "drained": False}  # fmt: skip
+        assert "is draining" not in err
+        assert stack.ice_hosts() == [TURN_1, TURN_2]  # counting marks nothing
+    finally:
+        transport.close()
+    code, out, err = await cli(stack, *counted, "--timeout", "20", "--json")
+    assert (code, json.loads(out)["live"]) == (0, 0), err
+    code, out, err = await cli(stack, "drain", *node, "--mark-only", "--count-only")
+    assert (code, err) == (2, "error: --mark-only and --count-only: give at most one\n")

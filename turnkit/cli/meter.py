@@ -13,6 +13,7 @@ import typer
 from turnkit.cli.common import CONFIG_OPTION, load_config
 from turnkit.errors import ConfigError
 from turnkit.meter import cost
+from turnkit.meter.gate import CA_ENV
 from turnkit.meter.service import Meter, MeterSettings
 
 meter_app = typer.Typer(help="Meter relayed bytes per user, node, region and day.", no_args_is_help=True)
@@ -34,7 +35,9 @@ def run(
     node: str = typer.Option(..., "--node", help="This node's name."),
     region: str = typer.Option(..., "--region", "-r", help="This node's region."),
     buffer: Path | None = typer.Option(None, "--buffer", help="SQLite buffer (default: [meter] buffer)."),
-    ca_file: Path | None = typer.Option(None, "--ca-file", help="CA bundle that signed the central store's cert."),
+    ca_file: Path | None = typer.Option(
+        None, "--ca-file", envvar=CA_ENV, help="CA bundle that signed the central store's cert."
+    ),
     metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", help="Address of /metrics."),
     metrics_port: int | None = typer.Option(None, "--metrics-port", help="Port of /metrics (0: off)."),
     config: Path = CONFIG_OPTION,

@@ -39,6 +39,9 @@ class Daemon:
         pid = self.pid(d)
         if pid is not None:
             return pid
+        with contextlib.suppress(OSError):  # a listener no pidfile knows would answer for this daemon
+            socket.create_connection(self.ready, timeout=0.5).close()
+            raise LabError(f"lab: {self.name}: {self.ready[0]}:{self.ready[1]} is already served by another process")
         d.mkdir(parents=True, exist_ok=True)
         with open(d / f"{self.name}.log", "ab") as out:
             proc = subprocess.Popen(

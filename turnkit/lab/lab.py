@@ -82,6 +82,14 @@ def recorded_hosts(spec: LabSpec) -> list[str]:
     return sorted(p.name for p in d.iterdir() if p.is_dir()) if d.exists() else []
 
 
+#: The usage meter's Redis (coturn role tasks/meter.yml: the node's statsdb; signaling role
+#: tasks/usage_store.yml: the central store), on top of what apt.PACKAGES lists for the roles.
+METER_PACKAGES: tuple[str, ...] = ("redis-server",)
+#: The repository with those packages has its own port: a server of the plain repository left
+#: running on apt.APT_PORT by another lab can then never answer for it.
+APT_PORT = apt.APT_PORT + 1
+
+
 def running(spec: LabSpec) -> dict[str, bool]:
     """Host name → whether its container has processes."""
     return {h.name: host.running(spec.unit(h.name)) for h in spec.hosts}
@@ -93,11 +101,11 @@ def up(spec: LabSpec, progress: Progress) -> Topology:
     network.assert_no_forwarding()
     img = image.default_spec()
     base = image.ensure(img, progress)
-    repo = apt.ensure_repo(img, base, image.cache_dir(), progress)
+    repo = apt.ensure_repo(img, base, image.cache_dir(), progress, apt.PACKAGES + METER_PACKAGES)
     topo = spec.topology
     network.up_bridge(topo)
     spec.services.mkdir(parents=True, exist_ok=True)
-    apt.server(repo).start(spec.services)
+    apt.server(repo, APT_PORT).start(spec.services)
     names = {h.hostname: topo.host(h.name).ip for h in spec.hosts}
     hostsfile.publish(spec.lab, names)  # this machine resolves the lab's names locally, never via outside DNS
     acme_root = acme.up(spec.services, names)
@@ -115,7 +123,9 @@ def up(spec: LabSpec, progress: Progress) -> Topology:
         network.up_host(topo, net)
         paths = spec.paths(h.name, base)
         host.mount_overlay(paths)
-        host.prepare(paths, host.Identity(h.hostname, net.ip, spec.user, spec.authorized_key, apt.source_line()))
+        host.prepare(
+            paths, host.Identity(h.hostname, net.ip, spec.user, spec.authorized_key, apt.source_line(APT_PORT))
+        )
         host.trust(paths, trusted)
         host.boot(paths, unit, net, h.hostname)
     for h in spec.hosts:
