@@ -112,6 +112,9 @@ def cli(site: Path, *args: str, env: dict[str, str] | None = None) -> Run:
         stdin=subprocess.DEVNULL,
     )  # fmt: skip
     seconds = time.monotonic() - start
+    log = site / "logs" / f"{args[0]}-{int(start)}.log"  # the whole output, for a look afterwards (with --dir)
+    log.parent.mkdir(exist_ok=True)
+    log.write_text(done.stdout + "\n---- stderr ----\n" + done.stderr)
     changed, tasks = parse_ansible(done.stderr)
     return Run(seconds, done.returncode, changed, tasks, (done.stderr or done.stdout)[-2000:])
 

@@ -210,13 +210,14 @@ async def calls(provider: LabProvider, secret: str, count: int, workdir: Path) -
 # -- the table `make lab` prints ----------------------------------------------------------------
 
 
-def ssh(provider: LabProvider, ip: str, command: str) -> subprocess.CompletedProcess[str]:
-    """`command` on a lab host as the region's SSH user, with the region's key (never a password)."""
+def ssh(provider: LabProvider, ip: str, command: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """`command` on a lab host as the region's SSH user, with the region's key; `stdin` is its input
+    (the way to hand it anything secret: never in the command line)."""
     key = ssh_key(provider.cfg, provider.region)
     argv = ["ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
     return subprocess.run(
         [*argv, f"{provider.spec.ssh_user}@{ip}", command],
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=60, input=stdin,
     )  # fmt: skip
 
 
