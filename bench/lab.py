@@ -62,7 +62,7 @@ SECURITY = {
     "turn-1": ("coturn.service",),
 }
 _RECAP = re.compile(r"^(?P<host>\S+)\s+:\s+ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)")
-_PROFILE = re.compile(r"^(?P<task>.+?) -{3,} (?P<secs>\d+\.\d+)s$")
+_PROFILE = re.compile(r"^(?P<task>.+?) -{2,} (?P<secs>\d+\.\d+)s$")
 _EXPOSURE = re.compile(r"Overall exposure level for (?P<unit>\S+): (?P<score>[\d.]+) (?P<band>\w+)")
 
 
@@ -158,7 +158,11 @@ def measure(site: Path, count: int, keep: bool) -> Result:
     try:
         must(cli(site, "secret", "init"), "secret init")
         prov = must(cli(site, "provision", "--region", "lab"), "provision")
-        profiled = {**env, "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks"}
+        profiled = {
+            **env,
+            "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
+            "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "all",
+        }
         first = must(cli(site, "deploy", "--region", "lab", "--json", env=profiled), "deploy")
         again = must(cli(site, "deploy", "--region", "lab", "--json", env=env), "second deploy")
         with tempfile.TemporaryDirectory(prefix="turnkit-benchlab-") as tmp:
