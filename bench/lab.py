@@ -16,14 +16,17 @@ import asyncio
 import datetime
 import json
 import os
+import platform
 import re
 import secrets
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 from bench import labcall, report
@@ -63,6 +66,7 @@ SECURITY = {
 }
 _RECAP = re.compile(r"^(?P<host>\S+)\s+:\s+ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)")
 _PROFILE = re.compile(r"^(?P<task>.+?) -{2,} (?P<secs>\d+\.\d+)s$")
+_PHASE = re.compile(r"^(==> |building the wheelhouse|configuring )")
 _EXPOSURE = re.compile(r"Overall exposure level for (?P<unit>\S+): (?P<score>[\d.]+) (?P<band>\w+)")
 
 
@@ -75,6 +79,7 @@ class Run:
     changed: dict[str, int] = field(default_factory=dict)
     tasks: dict[str, float] = field(default_factory=dict)
     tail: str = ""
+    phases: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def changed_total(self) -> int:
@@ -104,19 +109,35 @@ def exposure(text: str) -> tuple[str, str] | None:
     return (m["score"], m["band"]) if m else None
 
 
+def phases(lines: list[tuple[float, str]], end: float) -> list[tuple[str, float]]:
+    """Seconds from each of deploy's progress markers (`==> render`, `configuring turn-1`, …) to the next."""
+    marks = [(t, line.strip()) for t, line in lines if _PHASE.match(line)]
+    ends = [t for t, _ in marks[1:]] + [end]
+    return [(label[:70], stop - t) for (t, label), stop in zip(marks, ends, strict=True)]
+
+
 def cli(site: Path, *args: str, env: dict[str, str] | None = None) -> Run:
+    """Run `turnkit ARGS`, timing it and each line of its stderr (progress and Ansible's output)."""
     start = time.monotonic()
-    done = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "turnkit", *args, "--config", str(site / "turnkit.toml")],
-        cwd=site, capture_output=True, text=True, timeout=3600, env={**os.environ, **(env or {})},
-        stdin=subprocess.DEVNULL,
+        cwd=site, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
     )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.read() if proc.stdout else ""), daemon=True)
+    reader.start()
+    lines = [(time.monotonic() - start, line) for line in proc.stderr]
+    rc = proc.wait(timeout=3600)
+    reader.join()
     seconds = time.monotonic() - start
+    stderr = "".join(line for _, line in lines)
     log = site / "logs" / f"{args[0]}-{int(start)}.log"  # the whole output, for a look afterwards (with --dir)
     log.parent.mkdir(exist_ok=True)
-    log.write_text(done.stdout + "\n---- stderr ----\n" + done.stderr)
-    changed, tasks = parse_ansible(done.stderr)
-    return Run(seconds, done.returncode, changed, tasks, (done.stderr or done.stdout)[-2000:])
+    log.write_text("".join(out) + "\n---- stderr ----\n" + stderr)
+    changed, tasks = parse_ansible(stderr)
+    return Run(seconds, rc, changed, tasks, stderr[-2000:], phases(lines, seconds))
 
 
 def must(run: Run, what: str) -> Run:
@@ -178,6 +199,16 @@ def measure(site: Path, count: int, keep: bool) -> Result:
                 print(f"bench.lab: LEFTOVERS after destroy: {left}", file=sys.stderr)
 
 
+def versions() -> dict[str, str]:
+    chromium = subprocess.run([labcall.CHROMIUM, "--version"], capture_output=True, text=True, check=False)
+    return {
+        "python": platform.python_version(),
+        "ansible-core": metadata.version("ansible-core"),
+        "chromium": (chromium.stdout.split() or ["?", "?"])[1],
+        "playwright": metadata.version("playwright"),
+    }
+
+
 def section(r: Result, count: int, command: str, load: tuple[float, float]) -> str:
     cold = r.provision.seconds + r.deploy.seconds
     setups = [c.setup_ms for c in r.calls]
@@ -221,15 +252,20 @@ in the pages; each call is judged up only once remote video decodes. The lab is 
         ("slowest tasks of the cold deploy (profile_tasks, summed over hosts' runs)", "s"),
         tuple((t, fmt(s)) for t, s in top),
     )
+    again = dict(r.again.phases)
+    steps = Table(
+        ("`turnkit deploy` step (from its progress lines)", "from nothing s", "unchanged s"),
+        tuple((label, fmt(t), fmt(again[label]) if label in again else "–") for label, t in r.deploy.phases),
+    )
     sec = Table(("host", "unit", "exposure", "band"), tuple(r.security))
     notes = [
         f"_Machine: load average {load[0]:.2f} before, {load[1]:.2f} after; 2 cores shared with other work "
         "(absolute figures are noisy)._",
         "`make lab` prints this table for its own lab (bench/labcall.py):\n\n```\n" + r.table + "\n```",
     ]
-    header = report.run_header(command, datetime.date.today().isoformat(), os.cpu_count() or 1, {}, "")
+    header = report.run_header(command, datetime.date.today().isoformat(), os.cpu_count() or 1, versions(), "")
     return report.render_section(
-        Section(KEY, "6. The fleet lab (issue 11)", method, [calls, slow, sec], verdicts, notes), header
+        Section(KEY, "6. The fleet lab (issue 11)", method, [calls, steps, slow, sec], verdicts, notes), header
     )
 
 

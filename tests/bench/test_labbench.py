@@ -35,3 +35,27 @@ def test_exposure_is_read_from_systemd_analyze_security() -> None:
     text += "→ Overall exposure level for turnkit-signaling@8080.service: 1.2 OK 🙂\n"
     assert lab.exposure(text) == ("1.2", "OK")
     assert lab.exposure("Unit foo.service not found.") is None
+
+
+def test_deploy_steps_run_from_one_progress_marker_to_the_next() -> None:
+    lines = [
+        (0.5, "==> provision\n"),
+        (1.0, "lab region `lab`: 4 container(s) up on tk08db2ebr\n"),
+        (2.0, "==> render\n"),
+        (3.0, "building the wheelhouse for the signaling host in /x/wheelhouse\n"),
+        (9.0, "==> configure with Ansible (coturn, certbot certificates, nginx, signaling, probe)\n"),
+        (9.5, "configuring turn-1\n"),
+        (50.0, "configuring the signaling host\n"),
+        (120.0, "==> probe\n"),
+    ]
+    steps = dict(lab.phases(lines, 130.0))
+    assert list(steps) == [
+        "==> provision",
+        "==> render",
+        "building the wheelhouse for the signaling host in /x/wheelhouse",
+        "==> configure with Ansible (coturn, certbot certificates, nginx, signaling, probe)",
+        "configuring turn-1",
+        "configuring the signaling host",
+        "==> probe",
+    ]
+    assert steps["configuring turn-1"] == 40.5 and steps["==> probe"] == 10.0
