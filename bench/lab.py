@@ -113,7 +113,7 @@ def phases(lines: list[tuple[float, str]], end: float) -> list[tuple[str, float]
     """Seconds from each of deploy's progress markers (`==> render`, `configuring turn-1`, …) to the next."""
     marks = [(t, line.strip()) for t, line in lines if _PHASE.match(line)]
     ends = [t for t, _ in marks[1:]] + [end]
-    return [(label[:70], stop - t) for (t, label), stop in zip(marks, ends, strict=True)]
+    return [(label, stop - t) for (t, label), stop in zip(marks, ends, strict=True)]
 
 
 def cli(site: Path, *args: str, env: dict[str, str] | None = None) -> Run:
