@@ -112,7 +112,7 @@ def exposure(text: str) -> tuple[str, str] | None:
 def phases(lines: list[tuple[float, str]], end: float) -> list[tuple[str, float]]:
     """Seconds from each of deploy's progress markers (`==> render`, `configuring turn-1`, …) to the next."""
     marks = [(t, line.strip()) for t, line in lines if _PHASE.match(line)]
-    ends = [t for t, _ in marks[1:]] + [end]
+    ends = [t for t, _ in marks[1:]] + [end] if marks else []
     return [(label, stop - t) for (t, label), stop in zip(marks, ends, strict=True)]
 
 

@@ -59,3 +59,4 @@ def test_deploy_steps_run_from_one_progress_marker_to_the_next() -> None:
         "==> probe",
     ]
     assert steps["configuring turn-1"] == 40.5 and steps["==> probe"] == 10.0
+    assert lab.phases([(0.1, "secret `s1` created\n")], 1.0) == []  # a command without progress markers
