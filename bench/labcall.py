@@ -277,16 +277,17 @@ def report(provider: LabProvider, config: Path, one: Call | None) -> str:
         if one
         else "NATed browser call: not run"
     )
-    ca = provider.ca_file()
+    secret_file = config.parent / "jwt.secret"  # where `make lab` keeps it
+    secret = f'"$(cat {secret_file})"' if secret_file.exists() else "<the deployed JWT secret>"
     return "\n".join(
         [
             table(rows),
             "",
             call_line,
             "",
-            f"open https://{spec.hosts[0].hostname}/?token=<JWT> from this machine: /etc/hosts already names the lab;",
-            f"trust {ca} (pebble's root) in the browser, and mint a token signed with TURNKIT_JWT_SECRET",
-            "(the demo page asks for one), e.g. `python -m bench.labcall --token` prints one valid for an hour.",
+            f"open https://{spec.hosts[0].hostname}/?token=<JWT> from this machine (/etc/hosts already names the lab),",
+            f"trusting {provider.ca_file()} (pebble's root) in the browser; a token valid for an hour:",
+            f"  TURNKIT_JWT_SECRET={secret} {sys.executable} -m bench.labcall --token",
         ]
     )
 
