@@ -273,7 +273,7 @@ in the pages; each call is judged up only once remote video decodes. The lab is 
         "repository (turnkit/lab/image.py, apt.py) and the wheelhouse's dependency wheels "
         "(turnkit/wheelhouse.py, ~35 s → ~5 s). Not in this benchmark's files, so named rather than fixed: running "
         "the TURN hosts' first configuration in parallel (nothing to roll on new hosts), shipping the wheelhouse as "
-        "one archive (or `synchronize`), and SSH pipelining (turnkit/deploy.py, turnkit/ansible.py, playbooks/)."
+        "one archive (or `synchronize`) (turnkit/deploy.py, playbooks/)."
     )
     notes = [
         gaps,
