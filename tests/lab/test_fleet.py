@@ -9,13 +9,18 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from bench import labcall
+from bench.procs import free_port
 from tests.lab.conftest import JWT_SECRET, LabSite
+from turnkit.lab import daemon
+from turnkit.lab.sh import LabError
 
 #: A cold deploy (apt on every host, the wheelhouse, certificates) takes minutes on 2 busy cores.
 pytestmark = pytest.mark.timeout(1800)
@@ -41,6 +46,25 @@ def test_systemd_runs_every_service_and_restarts_a_killed_instance(fleet: LabSit
             break
         time.sleep(0.5)
     assert after not in ("", "0", before)
+
+
+def test_teardown_finds_a_helper_whose_pidfile_was_lost(tmp_path: Path) -> None:
+    """A lab helper whose pidfile no longer names it (overwritten, deleted) is still found and stopped by
+    its working directory, and a second helper refuses an address already taken instead of trusting it."""
+    port = free_port()
+    services = tmp_path / "services"
+    helper = daemon.Daemon(
+        "apt", [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)], ("127.0.0.1", port)
+    )
+    pid = helper.start(services)
+    (services / "apt.pid").write_text("1\n")  # the record is lost; the process is not
+    with pytest.raises(LabError, match=f"127.0.0.1:{port} is already in use"):
+        helper.start(services)
+    assert daemon.stop_all(services, ["apt"], {"apt": "http.server"}) == []
+    assert daemon.in_dir(services) == [pid]
+    shutil.rmtree(services)  # also once the directory is gone
+    assert daemon.stop_in_dir(services) == [pid]
+    assert daemon.in_dir(services) == []
 
 
 # -- NGINX in front of the signaling instances -----------------------------------------------
