@@ -46,6 +46,13 @@ def test_systemd_runs_every_service_and_restarts_a_killed_instance(fleet: LabSit
             break
         time.sleep(0.5)
     assert after not in ("", "0", before)
+    # and it serves again (Type=exec: `active` comes before the new process listens)
+    ready = "python3 -c 'import urllib.request; urllib.request.urlopen(\"http://127.0.0.1:8080/readyz\", timeout=2)'"
+    for _ in range(120):
+        if fleet.ssh("198.18.0.10", ready).returncode == 0:
+            break
+        time.sleep(0.5)
+    assert fleet.ssh("198.18.0.10", ready).returncode == 0
 
 
 def test_teardown_finds_a_helper_whose_pidfile_was_lost(tmp_path: Path) -> None:
@@ -74,12 +81,19 @@ def test_teardown_finds_a_helper_whose_pidfile_was_lost(tmp_path: Path) -> None:
 #: instances' accepted-connection counters are read. NGINX balances with `ip_hash` (a client network
 #: sticks to one instance), so each connection comes from its own 127.0.K.1.
 SPREAD = """
-import base64, json, os, socket, ssl, urllib.request
+import base64, json, os, socket, ssl, time, urllib.request
 NAME, TOKENS, PORTS = {name!r}, {tokens!r}, {ports!r}
+def metrics(port):
+    for _ in range(120):  # an instance may still be starting (restarted by systemd a moment ago)
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{{port}}/metrics", timeout=10).read().decode()
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit(f"instance {{port}} never answered /metrics")
 def accepted():
     out = {{}}
     for port in PORTS:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{{port}}/metrics", timeout=10).read().decode()
+        text = metrics(port)
         out[port] = sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith("turnkit_signaling_connections_accepted_total "))
     return out
 before, ctx, held, statuses = accepted(), ssl.create_default_context(), [], []
