@@ -75,7 +75,7 @@ clean:
 # ---- the fleet lab (docs/lab.md): Debian hosts as systemd-nspawn containers in 198.18.0.0/15 ----
 LAB_DIR ?= lab-demo
 
-.PHONY: lab lab-down
+.PHONY: lab lab-down bench-lab
 
 $(LAB_DIR)/turnkit.toml:
 	mkdir -p $(LAB_DIR)
@@ -87,8 +87,11 @@ lab: setup $(LAB_DIR)/turnkit.toml
 	cd $(LAB_DIR) && { test -f turnkit.secrets.json || ../$(VENV)/bin/turnkit secret init; }
 	cd $(LAB_DIR) && { test -f jwt.secret || (umask 077; head -c 32 /dev/urandom | base64 > jwt.secret); }
 	cd $(LAB_DIR) && TURNKIT_JWT_SECRET="$$(cat jwt.secret)" ../$(VENV)/bin/turnkit deploy --region lab
-	cd $(LAB_DIR) && ../$(VENV)/bin/turnkit status --region lab
-	@echo "open https://call.example.test/ from this machine (trust $(LAB_DIR)/.turnkit/regions/lab/lab/services/root.pem)"
+	TURNKIT_JWT_SECRET="$$(cat $(LAB_DIR)/jwt.secret)" $(PY) -m bench.labcall --config $(LAB_DIR)/turnkit.toml
 
 lab-down:
 	cd $(LAB_DIR) && ../$(VENV)/bin/turnkit destroy --region lab --yes
+
+# Section 6 of docs/benchmarks.md: cold lab deploy, unchanged re-deploy, NATed browser call setup (own lab).
+bench-lab: setup
+	flock /tmp/turnkit-lab.lock $(PY) -m bench.lab

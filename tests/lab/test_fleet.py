@@ -7,27 +7,25 @@ also after a failure, with a check that nothing is left on the machine.
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import shutil
+import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import jwt
 import pytest
-from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Page, async_playwright
 
-from tests.helpers.browser import CHROMIUM_ARGS
-from tests.lab import browsers
+from bench import labcall
+from bench.procs import free_port
 from tests.lab.conftest import JWT_SECRET, LabSite
-from turnkit.lab import nat
+from turnkit.lab import daemon
+from turnkit.lab.sh import LabError
 
 #: A cold deploy (apt on every host, the wheelhouse, certificates) takes minutes on 2 busy cores.
 pytestmark = pytest.mark.timeout(1800)
 
-CALL_TIMEOUT_MS = 60_000
-#: "udp-blocked": no UDP and no plain TURN/TCP (3478) out of the homes, so only turns: (5349) is left.
-BLOCKED = {"udp-blocked": ("meta l4proto udp", "tcp dport 3478")}
+SIGNALING_IP = "198.18.0.10"
 
 
 def test_systemd_runs_every_service_and_restarts_a_killed_instance(fleet: LabSite) -> None:
@@ -48,90 +46,112 @@ def test_systemd_runs_every_service_and_restarts_a_killed_instance(fleet: LabSit
             break
         time.sleep(0.5)
     assert after not in ("", "0", before)
+    # and it serves again (Type=exec: `active` comes before the new process listens)
+    ready = "python3 -c 'import urllib.request; urllib.request.urlopen(\"http://127.0.0.1:8080/readyz\", timeout=2)'"
+    for _ in range(120):
+        if fleet.ssh("198.18.0.10", ready).returncode == 0:
+            break
+        time.sleep(0.5)
+    assert fleet.ssh("198.18.0.10", ready).returncode == 0
 
 
-# -- browsers behind symmetric NAT ------------------------------------------------------------
-
-
-def _token(sub: str) -> str:
-    now = int(time.time())
-    return jwt.encode({"sub": sub, "iat": now, "exp": now + 900}, JWT_SECRET, algorithm="HS256")
-
-
-async def _state(page: Page) -> dict[str, Any]:
-    state: dict[str, Any] = await page.evaluate(
-        "() => { const { pc, ...rest } = window.turnkitDemo; return JSON.parse(JSON.stringify(rest)); }"
+def test_teardown_finds_a_helper_whose_pidfile_was_lost(tmp_path: Path) -> None:
+    """A lab helper whose pidfile no longer names it (overwritten, deleted) is still found and stopped by
+    its working directory, and a second helper refuses an address already taken instead of trusting it."""
+    port = free_port()
+    services = tmp_path / "services"
+    helper = daemon.Daemon(
+        "apt", [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)], ("127.0.0.1", port)
     )
-    return state
+    pid = helper.start(services)
+    (services / "apt.pid").write_text("1\n")  # the record is lost; the process is not
+    with pytest.raises(LabError, match=f"127.0.0.1:{port} is already in use"):
+        helper.start(services)
+    assert daemon.stop_all(services, ["apt"], {"apt": "http.server"}) == []
+    assert daemon.in_dir(services) == [pid]
+    shutil.rmtree(services)  # also once the directory is gone
+    assert daemon.stop_in_dir(services) == [pid]
+    assert daemon.in_dir(services) == []
 
 
-async def _open(page: Page, url: str, attempts: int = 4) -> None:
-    """page.goto, again when Chromium reports ERR_NETWORK_CHANGED: a browser started in a home namespace
-    whose NAT just came up can see its interfaces settle during the first navigation (only that error)."""
-    for attempt in range(attempts):
+# -- NGINX in front of the signaling instances -----------------------------------------------
+
+#: Runs on the signaling host (python3, stdin): one WebSocket upgrade through NGINX (TLS, server_name, the
+#: page's Origin, a bearer token) from each of several loopback source networks, kept open while the
+#: instances' accepted-connection counters are read. NGINX balances with `ip_hash` (a client network
+#: sticks to one instance), so each connection comes from its own 127.0.K.1.
+SPREAD = """
+import base64, json, os, socket, ssl, time, urllib.request
+NAME, TOKENS, PORTS = {name!r}, {tokens!r}, {ports!r}
+def metrics(port):
+    for _ in range(120):  # an instance may still be starting (restarted by systemd a moment ago)
         try:
-            await page.goto(url)
-            return
-        except PlaywrightError as exc:
-            if "ERR_NETWORK_CHANGED" not in str(exc) or attempt == attempts - 1:
-                raise
-            await asyncio.sleep(1.0)
+            return urllib.request.urlopen(f"http://127.0.0.1:{{port}}/metrics", timeout=10).read().decode()
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit(f"instance {{port}} never answered /metrics")
+def accepted():
+    out = {{}}
+    for port in PORTS:
+        text = metrics(port)
+        out[port] = sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith("turnkit_signaling_connections_accepted_total "))
+    return out
+before, ctx, held, statuses = accepted(), ssl.create_default_context(), [], []
+for k, token in enumerate(TOKENS):
+    raw = socket.create_connection(("127.0.0.1", 443), timeout=10, source_address=(f"127.0.{{k}}.1", 0))
+    s = ctx.wrap_socket(raw, server_hostname=NAME)
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall((f"GET /ws HTTP/1.1\\r\\nHost: {{NAME}}\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n"
+               f"Sec-WebSocket-Key: {{key}}\\r\\nSec-WebSocket-Version: 13\\r\\nOrigin: https://{{NAME}}\\r\\n"
+               f"Authorization: Bearer {{token}}\\r\\n\\r\\n").encode())
+    statuses.append(s.recv(4096).split(b"\\r\\n")[0].decode())
+    held.append(s)
+after = accepted()
+print(json.dumps({{"statuses": statuses, "accepted": {{p: after[p] - before[p] for p in PORTS}}}}))
+"""
 
 
-@pytest.fixture
-async def call_pages(fleet: LabSite, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[list[Page]]:
-    """Two pages in two homes behind their own NATs, joined to one room (policy `all`)."""
-    mode: str = request.param
-    provider = fleet.provider()
-    spec = provider.lab_spec()
-    topo = spec.topology
-    homes = [nat.Home(k, spec.lab) for k in (0, 1)]
-    for home in homes:
-        nat.up(topo, home, drop=BLOCKED.get(mode, ()))
-    names = {h.hostname: topo.host(h.name).ip for h in spec.hosts}
-    ca = provider.ca_file()
-    assert ca is not None
-    async with async_playwright() as pw:
-        pages = []
-        for home, who in zip(homes, ("ann", "ben"), strict=True):
-            wrapper = browsers.prepare_profile(tmp_path / f"home{home.k}", home.home_ns, Path(ca))
-            args = [*CHROMIUM_ARGS, f"--host-resolver-rules={browsers.resolver_rules(names)}"]
-            browser = await pw.chromium.launch(executable_path=str(wrapper), args=args)
-            page = await (await browser.new_context()).new_page()
-            if mode == "stun-only":
-                await page.add_init_script(browsers.STUN_ONLY)
-            await _open(page, f"https://{spec.hosts[0].hostname}/?token={_token(who)}")  # server_name
-            pages.append(page)
-        for page in pages:
-            await page.fill("#room", f"nat-{mode}")
-            await page.click("#join")
-        yield pages
+def test_nginx_spreads_websocket_connections_over_the_signaling_instances(fleet: LabSite) -> None:
+    cfg = fleet.provider().cfg
+    ports = [cfg.signaling.port + i for i in range(cfg.signaling.instances)]
+    assert len(ports) >= 2
+    tokens = [labcall.token(JWT_SECRET, f"spread-{k}") for k in range(12)]
+    script = SPREAD.format(name=cfg.signaling.server_name, tokens=tokens, ports=ports)
+    res = labcall.ssh(fleet.provider(), SIGNALING_IP, "python3 -", stdin=script)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert all(re.match(r"HTTP/1\.1 101\b", s) for s in out["statuses"]), out["statuses"]
+    accepted = {int(p): n for p, n in out["accepted"].items()}
+    assert sum(accepted.values()) == len(tokens)  # every upgrade reached exactly one instance
+    assert all(accepted[p] > 0 for p in ports), accepted  # and every instance got some
 
 
-@pytest.mark.parametrize("call_pages", ["stun-only"], indirect=True)
-async def test_without_turn_the_natted_browsers_cannot_connect(call_pages: list[Page]) -> None:
+# -- browsers behind symmetric NAT (bench/labcall.py: the runner `make lab` and bench/lab.py use) --
+
+
+async def test_without_turn_the_natted_browsers_cannot_connect(fleet: LabSite, tmp_path: Path) -> None:
     # The page does not give up on a failed call: its watchdog fetches fresh ICE servers and restarts
     # ICE, so there is no final error to wait for. Give the call the time a relayed one needs (they
     # connect in seconds), then check that nothing ever got through.
-    await asyncio.sleep(CALL_TIMEOUT_MS / 1000)
-    for page in call_pages:
-        state = await _state(page)
-        assert state["state"] != "connected"
-        assert state["stats"] is None or state["stats"]["framesDecoded"] == 0
-        urls = [u for s in state["iceServers"] for u in s["urls"]]
-        assert any(u.startswith("turn:") for u in urls)  # turnkit offered TURN; the page kept only STUN
+    async with labcall.homes(fleet.provider(), JWT_SECRET, tmp_path) as homes:
+        pages = [(await homes.page(k, who, [labcall.STUN_ONLY]))[1] for k, who in enumerate(("ann", "ben"))]
+        for page in pages:
+            await page.fill("#room", "nat-stun-only")
+            await page.click("#join")
+        await asyncio.sleep(labcall.CALL_TIMEOUT_MS / 1000)
+        for page in pages:
+            state = await labcall.demo_state(page)
+            assert state["state"] != "connected"
+            assert state["stats"] is None or state["stats"]["framesDecoded"] == 0
+            urls = [u for s in state["iceServers"] for u in s["urls"]]
+            assert any(u.startswith("turn:") for u in urls)  # turnkit offered TURN; the page kept only STUN
 
 
-@pytest.mark.parametrize("call_pages", ["all", "udp-blocked"], indirect=True)
-async def test_the_natted_browsers_connect_through_a_relay(
-    call_pages: list[Page], request: pytest.FixtureRequest
-) -> None:
-    for page in call_pages:
-        await page.wait_for_function(browsers.CALL_UP, timeout=CALL_TIMEOUT_MS, polling=250)
-    udp_blocked = "udp-blocked" in request.node.name
-    for page in call_pages:
-        stats = (await _state(page))["stats"]
-        assert stats["localCandidateType"] == "relay" or stats["remoteCandidateType"] == "relay", stats
-        assert await page.evaluate("() => document.getElementById('remote-video').videoWidth") > 0
-        if udp_blocked:
-            assert stats["localCandidateType"] == "relay" and stats["relayProtocol"] == "tls", stats
+@pytest.mark.parametrize("mode", ["all", "udp-blocked"])
+async def test_the_natted_browsers_connect_through_a_relay(fleet: LabSite, mode: str, tmp_path: Path) -> None:
+    async with labcall.homes(fleet.provider(), JWT_SECRET, tmp_path, mode) as homes:
+        call = await labcall.call(homes, f"nat-{mode}")  # waits until both pages decode remote video
+    assert call.relayed, call
+    assert call.setup_ms > 0
+    if mode == "udp-blocked":
+        assert call.local == "relay" and call.protocol == "tls", call

@@ -39,9 +39,10 @@ class Daemon:
         pid = self.pid(d)
         if pid is not None:
             return pid
-        with contextlib.suppress(OSError):  # a listener no pidfile knows would answer for this daemon
+        with contextlib.suppress(OSError):  # someone else's listener would answer our readiness check
             socket.create_connection(self.ready, timeout=0.5).close()
-            raise LabError(f"lab: {self.name}: {self.ready[0]}:{self.ready[1]} is already served by another process")
+            host, port = self.ready
+            raise LabError(f"lab: {self.name}: {host}:{port} is already in use (a helper left by an earlier lab?)")
         d.mkdir(parents=True, exist_ok=True)
         with open(d / f"{self.name}.log", "ab") as out:
             proc = subprocess.Popen(
@@ -55,7 +56,8 @@ class Daemon:
                 raise LabError(f"lab: {self.name} exited at start (see {d / self.name}.log)")
             with contextlib.suppress(OSError):
                 socket.create_connection(self.ready, timeout=0.5).close()
-                return proc.pid
+                if proc.poll() is None:
+                    return proc.pid
             time.sleep(0.1)
         raise LabError(f"lab: {self.name} did not listen on {self.ready[0]}:{self.ready[1]} within {timeout:g}s")
 
@@ -88,3 +90,32 @@ def stop_all(d: Path, names: Sequence[str], programs: Mapping[str, str]) -> list
             stopped.append(name)
         pidfile.unlink(missing_ok=True)
     return stopped
+
+
+def in_dir(d: Path) -> list[int]:
+    """Pids of processes working in `d`, also after `d` was deleted: every helper starts there, so this
+    finds a lab's helpers even when a pidfile was lost or overwritten."""
+    target = str(d.resolve())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            with contextlib.suppress(OSError):
+                if os.readlink(entry / "cwd").removesuffix(" (deleted)") == target:
+                    found.append(int(entry.name))
+    return found
+
+
+def stop_in_dir(d: Path) -> list[int]:
+    """Stop (TERM, then KILL after 3 s) every process `in_dir(d)`; return their pids."""
+    pids = in_dir(d)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    for _ in range(30):
+        if not set(pids) & set(in_dir(d)):
+            break
+        time.sleep(0.1)
+    for pid in set(pids) & set(in_dir(d)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pids

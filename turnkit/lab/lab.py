@@ -156,6 +156,7 @@ def down(spec: LabSpec, progress: Progress) -> list[str]:
         removed.append(f"container {unit}")
     host.drop_parents()
     removed += [f"process {name}" for name in daemon.stop_all(spec.services, SERVICES, PROGRAMS)]
+    removed += [f"process {pid}" for pid in daemon.stop_in_dir(spec.services)]  # helpers without a pidfile
     if spec.dir.exists():
         removed += [f"mount {p}" for p in host.unmount(spec.dir)]
     removed += network.down(spec.lab)
@@ -174,6 +175,7 @@ def leftovers(spec: LabSpec) -> list[str]:
     found += [f"netns {n}" for n in network.namespaces(spec.lab)]
     found += [f"link {n}" for n in network.links(spec.lab)]
     found += [f"process {n}" for n in SERVICES if daemon.running_pid(spec.services / f"{n}.pid", PROGRAMS[n])]
+    found += [f"process {pid}" for pid in daemon.in_dir(spec.services)]
     if hostsfile.markers(spec.lab)[0] in hostsfile.HOSTS.read_text():
         found.append("names in /etc/hosts")
     if network.guard_route_present() and not network.links(spec.lab):
