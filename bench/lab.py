@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from bench import labcall, report
+from bench import gaps, labcall, report
 from bench.report import Section, Table
 from bench.stats import Target, Verdict, fmt, median, percentile
 from turnkit import config as config_mod
@@ -302,7 +302,12 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print(json.dumps({"slowest_tasks": slowest(result.deploy.tasks, 25)}, indent=1), file=sys.stderr)
     if not args.no_write:
-        DOC.write_text(report.update(DOC.read_text() if DOC.exists() else "", {KEY: text}, [KEY]))
+        doc = report.update(DOC.read_text() if DOC.exists() else "", {KEY: text}, [KEY])
+        derived = f"_Derived by `{command}` on {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC from the sections as they stand._"
+        doc = report.update(doc, {gaps.KEY: gaps.render(doc, derived)})
+        tmp = DOC.with_name(DOC.name + ".tmp")
+        tmp.write_text(doc)
+        tmp.replace(DOC)
     return 0
 
 
