@@ -292,6 +292,7 @@ def probe_context(cfg: Config, nodes: Sequence[Node]) -> dict[str, Any]:
         "probe_secrets_file": "/etc/turnkit/turnkit.secrets.json",
         "probe_exec": "/opt/turnkit/venv/bin/turnkit",
         "probe_textfile_dir": "/var/lib/prometheus/node-exporter",
+        "probe_textfile_group": "turnkit-metrics",
         "probe_textfile": "/var/lib/prometheus/node-exporter/turnkit_probe.prom",
         "probe_on_calendar": "*-*-* 03:00:00",
         "probe_randomized_delay": "30min",

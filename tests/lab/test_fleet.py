@@ -33,6 +33,13 @@ def test_systemd_runs_every_service_and_restarts_a_killed_instance(fleet: LabSit
         assert fleet.ssh(ip, "systemctl is-active coturn").stdout.split() == ["active"]
     units = "nginx turnkit-signaling@8080 turnkit-signaling@8081 turnkit-probe.timer"
     assert fleet.ssh("198.18.0.10", f"systemctl is-active {units}").stdout.split() == ["active"] * 4
+    # What the timer fires: the sandboxed probe (a dynamic user) must succeed and leave node_exporter its textfile.
+    started = fleet.ssh("198.18.0.10", "sudo systemctl start turnkit-probe.service")
+    assert started.returncode == 0, started.stderr
+    result = fleet.ssh("198.18.0.10", "systemctl show -p Result --value turnkit-probe.service").stdout.strip()
+    assert result == "success"
+    prom = fleet.ssh("198.18.0.10", "cat /var/lib/prometheus/node-exporter/turnkit_probe.prom").stdout
+    assert "turnkit_probe_" in prom
 
     show = "systemctl show -p MainPID --value turnkit-signaling@8080"
     before = fleet.ssh("198.18.0.10", show).stdout.strip()
