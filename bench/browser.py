@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 import urllib.request
@@ -16,6 +17,10 @@ from bench.common import Ctx
 from bench.report import Section, Table
 from bench.stats import Target, Verdict, fmt, median, percentile, ratio
 from turnkit import keyring
+
+#: Room names of this process: a room is never reused (its members stay parked for `resume_window` after they
+#: close, so a second run through the same names, e.g. the profile after the measured calls, would find it full).
+ROOMS = itertools.count()
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -131,7 +136,7 @@ async def one_call(browser: Browser, base: str, n: int) -> tuple[float, float, b
     """(ms from the first join-room to both connected, ms from the second join-room, both ends relayed)."""
     (ca, a), (cb, b) = await _page(browser, base, f"a{n}"), await _page(browser, base, f"b{n}")
     try:
-        room = f"browser-{n}"
+        room = f"browser-{next(ROOMS)}"  # never reused: a left member stays parked for the resume window
         await _join(a, room)
         await a.wait_for_function("() => window.turnkitDemo.state === 'waiting'", timeout=TIMEOUT_MS, polling=5)
         await _join(b, room)
