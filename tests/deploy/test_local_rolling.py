@@ -18,8 +18,10 @@ from turnkit import localstack
 
 
 def ready(port: int) -> bool:
+    """The instance answers /readyz with 200. A stopped one refuses at once; a ready one on a loaded 2-core
+    machine may take seconds to answer, which is slow, not down (a short timeout would count it down)."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=15) as resp:
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError):
         return False
