@@ -6,12 +6,14 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 from pathlib import Path
 
 import typer
 
 from turnkit.cli.common import CONFIG_OPTION, load_config
-from turnkit.errors import ConfigError
+from turnkit.config import shown
+from turnkit.errors import ConfigError, InputError
 from turnkit.meter import cost
 from turnkit.meter.gate import CA_ENV
 from turnkit.meter.service import Meter, MeterSettings
@@ -21,6 +23,33 @@ meter_app = typer.Typer(help="Meter relayed bytes per user, node, region and day
 #: The node's statsdb Redis, as `turnkit drain` reads it: URL and password from the environment, never argv.
 STATSDB_URL_ENV = "TURNKIT_STATSDB_URL"
 STATSDB_PASSWORD_ENV = "TURNKIT_STATSDB_PASSWORD"
+
+
+def _central_ca_file(ctx: typer.Context, param: typer.CallbackParam, value: Path | None) -> Path | None:
+    """The central store's CA bundle, checked as the option is parsed (before any connection): a file
+    that can be read and holds PEM certificates. The error names the option, the environment variable
+    when the value came from there, and the value (its repr, cut: one line whatever it holds)."""
+    if value is None:
+        return None
+    source = ctx.get_parameter_source(param.name) if param.name else None
+    origin = f"--ca-file (from ${CA_ENV})" if source is not None and source.name == "ENVIRONMENT" else "--ca-file"
+    try:
+        ssl.create_default_context(cafile=value)
+    except ssl.SSLError:  # an OSError too: caught first
+        raise InputError(f"{origin}: {shown(str(value))} holds no PEM CA certificate") from None
+    except OSError as exc:
+        raise InputError(f"{origin}: cannot read {shown(str(value))}: {exc.strerror or type(exc).__name__}") from None
+    return value
+
+
+#: `--ca-file` of the commands that talk to the central usage store (`meter run`, `usage`).
+CA_FILE_OPTION = typer.Option(
+    None,
+    "--ca-file",
+    envvar=CA_ENV,
+    callback=_central_ca_file,
+    help=f"CA bundle that signed the central usage store's certificate (or ${CA_ENV}; usage.env sets it).",
+)
 
 
 def _env(name: str) -> str:
@@ -35,9 +64,7 @@ def run(
     node: str = typer.Option(..., "--node", help="This node's name."),
     region: str = typer.Option(..., "--region", "-r", help="This node's region."),
     buffer: Path | None = typer.Option(None, "--buffer", help="SQLite buffer (default: [meter] buffer)."),
-    ca_file: Path | None = typer.Option(
-        None, "--ca-file", envvar=CA_ENV, help="CA bundle that signed the central store's cert."
-    ),
+    ca_file: Path | None = CA_FILE_OPTION,
     metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", help="Address of /metrics."),
     metrics_port: int | None = typer.Option(None, "--metrics-port", help="Port of /metrics (0: off)."),
     config: Path = CONFIG_OPTION,

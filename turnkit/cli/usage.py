@@ -11,11 +11,11 @@ import typer
 
 from turnkit.cli import output
 from turnkit.cli.common import CONFIG_OPTION, load_config
+from turnkit.cli.meter import CA_FILE_OPTION
 from turnkit.errors import ConfigError, InputError, TurnkitError
 from turnkit.fsutil import atomic_write
 from turnkit.meter import cost, report
 from turnkit.meter.central import Central
-from turnkit.meter.gate import CA_ENV
 
 
 class StoreError(TurnkitError):
@@ -29,9 +29,7 @@ def usage(
     top: int | None = typer.Option(None, "--top", min=1, help="Only the N largest."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
     as_csv: bool = typer.Option(False, "--csv", help="CSV on stdout."),
-    ca_file: Path | None = typer.Option(
-        None, "--ca-file", envvar=CA_ENV, help="CA bundle of the central store's cert (usage.env sets it)."
-    ),
+    ca_file: Path | None = CA_FILE_OPTION,
     prometheus: Path | None = typer.Option(
         None, "--prometheus", help="Also write this month's per-region aggregate as a node_exporter textfile."
     ),
