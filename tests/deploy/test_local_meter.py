@@ -13,37 +13,12 @@ import stat
 import time
 from pathlib import Path
 
-from tests import turnclient
+from tests.helpers import relay
 from tests.helpers.deploy import Site
-from turnkit import clock, credentials, keyring, localmeter, localstack
+from turnkit import keyring, localmeter, localstack
 from turnkit.nodes import region_nodes
 
-PAYLOAD = 1000
 PACKETS = 300  # < 2048: coturn reports the traffic at close (docs/metering.md)
-TOLERANCE = 0.02
-
-
-async def relay(port: int, secret: str, users: tuple[str, str]) -> None:
-    """Each user sends PACKETS × PAYLOAD bytes to the other's relayed address, then deallocates."""
-    now = clock.now()
-    a, b = (credentials.issue(u, secret, now, 600) for u in users)
-    ta, _ = await turnclient.allocate(port, a.username, a.password)
-    tb, _ = await turnclient.allocate(port, b.username, b.password)
-    try:
-        ra, rb = ta.get_extra_info("sockname"), tb.get_extra_info("sockname")
-        tb.sendto(b"b" * PAYLOAD, ra)  # channels both ways first
-        ta.sendto(b"a" * PAYLOAD, rb)
-        await asyncio.sleep(0.3)
-        for i in range(1, PACKETS):
-            ta.sendto(b"a" * PAYLOAD, rb)
-            tb.sendto(b"b" * PAYLOAD, ra)
-            if i % 10 == 0:
-                await asyncio.sleep(0.004)
-        await asyncio.sleep(0.5)
-    finally:
-        ta.close()
-        tb.close()
-    await asyncio.sleep(0.5)
 
 
 def usage_env(site: Site) -> dict[str, str]:
@@ -53,7 +28,7 @@ def usage_env(site: Site) -> dict[str, str]:
     return {**os.environ, **dict(pairs)}
 
 
-def usage_row(site: Site, user: str, timeout: float = 30.0) -> dict[str, int]:
+def usage_row(site: Site, user: str, sent: int, timeout: float = 30.0) -> dict[str, int]:
     lay = localstack.layout(site.load(), "local")
     row: dict[str, int] = {}
     deadline = time.monotonic() + timeout
@@ -64,7 +39,7 @@ def usage_row(site: Site, user: str, timeout: float = 30.0) -> dict[str, int]:
         )  # fmt: skip
         assert out.returncode == 0, out.stderr
         row = next((r for r in json.loads(out.stdout)["rows"] if r["key"] == user), {})
-        if row.get("sessions") and row.get("bytes_up", 0) >= PACKETS * PAYLOAD * (1 - TOLERANCE):
+        if relay.arrived(row, sent):
             return row
         time.sleep(0.5)
     return row
@@ -80,13 +55,10 @@ def test_deploy_runs_the_meter_and_usage_reports_relayed_bytes(site: Site) -> No
     assert set(procs) == {"meter-central", "statsdb-turn-1", "coturn-turn-1", "meter-turn-1", "signaling"}
     assert all(procs.values())
 
-    asyncio.run(relay(site.listening, keyring.load(cfg.secrets_path).primary.value, ("alice", "bob")))
+    secret = keyring.load(cfg.secrets_path).primary.value
+    relayed = asyncio.run(relay.relay_both_ways(site.listening, secret, ("alice", "bob"), PACKETS))
     for user in ("alice", "bob"):
-        row = usage_row(site, user)
-        expected = PACKETS * PAYLOAD
-        assert abs(row["bytes_up"] - expected) <= expected * TOLERANCE, row
-        assert abs(row["bytes_down"] - expected) <= expected * TOLERANCE, row
-        assert row["sessions"] == 1, row
+        relay.assert_metered(usage_row(site, user, relayed.sent), relayed)
 
     # Every password: derived from the 0600 master secret, in 0600 files or environments only.
     keys = localmeter.load_keys(lay.meter)

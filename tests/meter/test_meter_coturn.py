@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,15 +11,14 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests import turnclient
 from tests.daemons import Coturn, local_config, start_coturn
+from tests.helpers import relay
 from tests.meter import stack
-from turnkit import config, credentials
+from turnkit import config
 
 SECRET = "meter-test-secret"
-PAYLOAD = 1000
+USERS = ("alice", "bob")
 PACKETS = 5000  # 5 MB each way
-TOLERANCE = 0.02
 
 
 @dataclass
@@ -58,58 +56,27 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
         statsdb.stop()
 
 
-async def relay_both_ways(
-    port: int, at: dict[int, Callable[[], None]] | None = None, users: tuple[str, str] = ("alice", "bob")
-) -> None:
-    """Two users each send PACKETS × PAYLOAD bytes to the other's relayed address, then close."""
-    now = int(time.time())
-    alice = credentials.issue(users[0], SECRET, now, 600)
-    bob = credentials.issue(users[1], SECRET, now, 600)
-    ta, _ = await turnclient.allocate(port, alice.username, alice.password)
-    tb, _ = await turnclient.allocate(port, bob.username, bob.password)
-    try:
-        ra, rb = ta.get_extra_info("sockname"), tb.get_extra_info("sockname")
-        tb.sendto(b"b" * PAYLOAD, ra)  # permissions and channels both ways first
-        ta.sendto(b"a" * PAYLOAD, rb)
-        await asyncio.sleep(0.3)
-        for i in range(1, PACKETS):
-            ta.sendto(b"a" * PAYLOAD, rb)
-            tb.sendto(b"b" * PAYLOAD, ra)
-            if i % 10 == 0:  # paced (~20 Mbit/s each way): a loaded 2-core host drops UDP bursts
-                await asyncio.sleep(0.004)
-            if at and i in at:
-                await asyncio.to_thread(at[i])
-        await asyncio.sleep(0.5)
-    finally:
-        ta.close()
-        tb.close()
-    await asyncio.sleep(0.5)
-
-
-def wait_usage(rig: Rig, user: str, timeout: float = 30.0) -> dict[str, int]:
+def wait_usage(rig: Rig, user: str, sent: int, timeout: float = 30.0) -> dict[str, int]:
     """The user's row of `turnkit usage --json --by user` once the session has ended."""
     deadline = time.monotonic() + timeout
     row: dict[str, int] = {}
     while time.monotonic() < deadline:
         doc = stack.usage_json(rig.project, rig.env, rig.ca, "--by", "user", "--since", "1d")
         row = next((r for r in doc["rows"] if r["key"] == user), {})
-        if row.get("sessions") and row.get("bytes_up", 0) >= PACKETS * PAYLOAD * (1 - TOLERANCE):
+        if relay.arrived(row, sent):
             return row
         time.sleep(0.5)
     return row
 
 
-def assert_within(row: dict[str, int]) -> None:
-    expected = PACKETS * PAYLOAD
-    assert abs(row["bytes_up"] - expected) <= expected * TOLERANCE, row
-    assert abs(row["bytes_down"] - expected) <= expected * TOLERANCE, row
-    assert row["sessions"] == 1, row
+def assert_metered(rig: Rig, users: tuple[str, str], relayed: relay.Relayed) -> None:
+    for user in users:
+        relay.assert_metered(wait_usage(rig, user, relayed.sent), relayed)
 
 
 async def test_usage_reports_relayed_bytes_per_user(rig: Rig) -> None:
-    await relay_both_ways(rig.coturn.port)
-    for user in ("alice", "bob"):
-        assert_within(wait_usage(rig, user))
+    relayed = await relay.relay_both_ways(rig.coturn.port, SECRET, USERS, PACKETS)
+    assert_metered(rig, USERS, relayed)
     doc = stack.usage_json(rig.project, rig.env, rig.ca, "--by", "node")
     assert [r["key"] for r in doc["rows"]] == ["local/turn-1"]
     metrics = httpx.get(f"http://127.0.0.1:{rig.meter.metrics_port}/metrics").text
@@ -121,43 +88,39 @@ async def test_usage_reports_relayed_bytes_per_user(rig: Rig) -> None:
         if s.labels.get("node") == "turn-1"
     }
     to_peer = samples[("turnkit_meter_relayed_bytes_total", "to_peer")]
-    assert abs(to_peer - 2 * PACKETS * PAYLOAD) <= 2 * PACKETS * PAYLOAD * TOLERANCE
+    assert abs(to_peer - 2 * relayed.sent) <= 2 * relayed.sent * relay.TOLERANCE
     assert samples[("turnkit_meter_sessions_ended_total", None)] == 2
     assert samples[("turnkit_meter_live_allocations", None)] == 0
 
 
 async def test_meter_restart_mid_stream_neither_loses_nor_double_counts(rig: Rig) -> None:
-    await relay_both_ways(rig.coturn.port, {1500: rig.meter.stop, 3000: rig.meter.start})
+    at = {1500: rig.meter.stop, 3000: rig.meter.start}
+    relayed = await relay.relay_both_ways(rig.coturn.port, SECRET, USERS, PACKETS, at)
     assert len(rig.meter.starts) == 2
-    for user in ("alice", "bob"):
-        assert_within(wait_usage(rig, user))
+    assert_metered(rig, USERS, relayed)
     time.sleep(2)  # any late resend would show up now
-    for user in ("alice", "bob"):
-        assert_within(wait_usage(rig, user))
+    assert_metered(rig, USERS, relayed)
 
 
 async def test_central_store_outage_delays_but_loses_nothing(rig: Rig) -> None:
-    await relay_both_ways(rig.coturn.port, {1000: rig.central.stop})
+    relayed = await relay.relay_both_ways(rig.coturn.port, SECRET, USERS, PACKETS, {1000: rig.central.stop})
     time.sleep(3)  # the meter tries and buffers while the store is down
     assert "central store unreachable" in rig.meter.log.read_text()
     rig.central.start()
-    for user in ("alice", "bob"):
-        assert_within(wait_usage(rig, user))
+    assert_metered(rig, USERS, relayed)
 
 
 async def test_meter_keeps_working_across_coturn_and_statsdb_restarts(rig: Rig) -> None:
     extra = {"coturn_statsdb_password": stack.STATSDB_PASSWORD, "coturn_statsdb_port": rig.statsdb.port}
     rig.coturn.stop()
     rig.coturn = start_coturn(rig.cfg, [SECRET], rig.project / "coturn-2", extra=extra)
-    await relay_both_ways(rig.coturn.port, users=("carol", "dave"))
-    for user in ("carol", "dave"):
-        assert_within(wait_usage(rig, user))
+    relayed = await relay.relay_both_ways(rig.coturn.port, SECRET, ("carol", "dave"), PACKETS)
+    assert_metered(rig, ("carol", "dave"), relayed)
     rig.statsdb.stop()
     rig.statsdb.start()
     rig.meter.wait_subscribed(2)  # the meter reconnected on its own
     # coturn reconnects on its own (`redis_reconnect: Re-connected to redis, async` in its log)
-    await relay_both_ways(rig.coturn.port, users=("erin", "frank"))
-    for user in ("erin", "frank"):
-        assert_within(wait_usage(rig, user))
+    relayed = await relay.relay_both_ways(rig.coturn.port, SECRET, ("erin", "frank"), PACKETS)
+    assert_metered(rig, ("erin", "frank"), relayed)
     assert len(rig.meter.starts) == 1
     assert "Re-connected to redis" in rig.coturn.log_text()
