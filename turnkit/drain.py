@@ -19,12 +19,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from turnkit import health
-from turnkit.config import Config
+from turnkit.config import Config, shown
 from turnkit.errors import InputError, TurnkitError
 from turnkit.nodes import Node, region_nodes
+from turnkit.types import host_address
 
 #: Environment variable holding the statsdb Redis password (never in a URL on the command line).
 PASSWORD_ENV = "TURNKIT_STATSDB_PASSWORD"
@@ -34,6 +35,7 @@ POLL_INTERVAL = 1.0
 _STATUS_KEY = re.compile(r"^turn/realm/(?P<realm>[^/]+)/user/(?P<user>.+)/allocation/(?P<id>\d+)/status$")
 _LIFETIME = re.compile(r"(?:^|[\s,])lifetime=(\d+)")
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
+_DB_PATH = re.compile(r"(?:/\d*)?")
 
 
 class DrainError(TurnkitError):
@@ -78,6 +80,26 @@ def live_allocations(statuses: Mapping[str, str | None], realm: str) -> list[All
     return out
 
 
+def _as_written(text: str, limit: int = 80) -> str:
+    """`text` as given when short and printable, else its cut repr: one line whatever it holds."""
+    return text if text.isprintable() and len(text) <= limit else shown(text)
+
+
+def _statsdb_parts(url: str) -> SplitResult | None:
+    """`url` split when it is redis[s]://HOST[:PORT][/DB] and no more (redis-py reads options from a
+    query string); None for anything else, including what `urlsplit` would quietly clean up."""
+    if not url.isprintable() or any(c.isspace() for c in url):
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # a ValueError when out of range or not a number
+        host_address(parts.hostname or "")  # an IP address or a DNS name, never anything to resolve
+    except ValueError:
+        return None
+    plain = not (parts.query or parts.fragment) and _DB_PATH.fullmatch(parts.path) is not None
+    return parts if parts.scheme in ("redis", "rediss") and port != 0 and plain else None
+
+
 def _text(raw: Any) -> str:
     return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
@@ -86,9 +108,9 @@ class StatsDb:
     """The node's coturn `redis-statsdb` (I/O edge). The URL carries no password; it comes separately."""
 
     def __init__(self, url: str, password: str | None = None) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-            raise InputError(f"--statsdb: expected redis://HOST:PORT/DB, got `{url[:80]}`")
+        parts = _statsdb_parts(url)
+        if parts is None:
+            raise InputError(f"--statsdb: expected redis://HOST:PORT/DB, got `{_as_written(url)}`")
         if parts.password:
             raise InputError(f"--statsdb: put the password in ${PASSWORD_ENV}, not in the URL")
         self.url = url
@@ -125,7 +147,7 @@ def find_node(cfg: Config, region: str, name: str) -> Node:
         if node.name == name:
             return node
     names = ", ".join(n.name for n in nodes) or "none"
-    raise InputError(f"--node: no node `{name[:64]}` in region `{region}` (nodes: {names})")
+    raise InputError(f"--node: no node `{_as_written(name, 64)}` in region `{region}` (nodes: {names})")
 
 
 def mark(cfg: Config, node: Node, draining: bool, now: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -45,6 +46,8 @@ def drain_command(
 
     Example: turnkit drain --region eu --node turn-2 --timeout 900 --statsdb redis://127.0.0.1:6379/0
     """
+    if not math.isfinite(timeout):  # nan would never time out
+        raise InputError(f"--timeout: must be a finite number of seconds, got {timeout:g}")
     if timeout < 0:
         raise InputError(f"--timeout: must be ≥ 0, got {timeout:g}")
     if mark_only and count_only:
