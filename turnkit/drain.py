@@ -36,6 +36,8 @@ _STATUS_KEY = re.compile(r"^turn/realm/(?P<realm>[^/]+)/user/(?P<user>.+)/alloca
 _LIFETIME = re.compile(r"(?:^|[\s,])lifetime=(\d+)")
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 _DB_PATH = re.compile(r"(?:/\d*)?")
+#: A node name as turnkit.toml (`config._NAME`) and every provider give one (`turn-1`).
+_NODE_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
 
 
 class DrainError(TurnkitError):
@@ -85,6 +87,13 @@ def _as_written(text: str, limit: int = 80) -> str:
     return text if text.isprintable() and len(text) <= limit else shown(text)
 
 
+def node_name(name: str) -> str:
+    """`name` when it can name a node (checked where the region's node list is not at hand: on the node)."""
+    if not _NODE_NAME.fullmatch(name):
+        raise InputError(f"--node: expected a node name like turn-1, got {shown(name)}")
+    return name
+
+
 def _statsdb_parts(url: str) -> SplitResult | None:
     """`url` split when it is redis[s]://HOST[:PORT][/DB] and no more (redis-py reads options from a
     query string); None for anything else, including what `urlsplit` would quietly clean up."""
@@ -100,6 +109,17 @@ def _statsdb_parts(url: str) -> SplitResult | None:
     return parts if parts.scheme in ("redis", "rediss") and port != 0 and plain else None
 
 
+def statsdb_url(url: str, origin: str = "--statsdb") -> str:
+    """`url` when it names a statsdb as coturn's node has one, redis[s]://HOST[:PORT][/DB] without a
+    password (that comes from $TURNKIT_STATSDB_PASSWORD); else an InputError naming `origin`."""
+    parts = _statsdb_parts(url)
+    if parts is None:
+        raise InputError(f"{origin}: expected redis://HOST:PORT/DB, got `{_as_written(url)}`")
+    if parts.password:
+        raise InputError(f"{origin}: put the password in ${PASSWORD_ENV}, not in the URL")
+    return url
+
+
 def _text(raw: Any) -> str:
     return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
@@ -108,12 +128,7 @@ class StatsDb:
     """The node's coturn `redis-statsdb` (I/O edge). The URL carries no password; it comes separately."""
 
     def __init__(self, url: str, password: str | None = None) -> None:
-        parts = _statsdb_parts(url)
-        if parts is None:
-            raise InputError(f"--statsdb: expected redis://HOST:PORT/DB, got `{_as_written(url)}`")
-        if parts.password:
-            raise InputError(f"--statsdb: put the password in ${PASSWORD_ENV}, not in the URL")
-        self.url = url
+        self.url = statsdb_url(url)
         self.password = password
 
     def __repr__(self) -> str:

@@ -54,11 +54,27 @@ def test_a_timeout_that_never_ends_is_refused(project: Path, value: str) -> None
     assert (code, out, err) == (2, "", f"error: --timeout: must be a finite number of seconds, got {value}\n")
 
 
+@pytest.mark.parametrize("mode", ["--mark-only", "--count-only"])
 @pytest.mark.parametrize(
     ("node", "shown"),
-    [("turn-1\nturn-2", "'turn-1\\nturn-2'"), ("n" * 10_000, "'" + "n" * 58 + "…")],
-    ids=["newline", "10kb"],
+    [("turn-1\nturn-2", "'turn-1\\nturn-2'"), ("turn|1", "'turn|1'"), ("n" * 10_000, "'" + "n" * 58 + "…")],
+    ids=["newline", "bar", "10kb"],
 )
-def test_an_unknown_hostile_node_is_one_line(project: Path, node: str, shown: str) -> None:
-    code, out, err = drain(project, "--node", node, "--mark-only")
-    assert (code, out, err) == (2, "", f"error: --node: no node `{shown}` in region `eu` (nodes: turn-1)\n")
+def test_a_hostile_node_name_is_one_line(project: Path, mode: str, node: str, shown: str) -> None:
+    code, out, err = drain(project, "--node", node, mode, "--statsdb", "redis://127.0.0.1:1/0")
+    assert (code, out, err) == (2, "", f"error: --node: expected a node name like turn-1, got {shown}\n")
+
+
+def test_an_unknown_node_is_named(project: Path) -> None:
+    code, out, err = drain(project, "--node", "turn-9", "--mark-only")
+    assert (code, out, err) == (2, "", "error: --node: no node `turn-9` in region `eu` (nodes: turn-1)\n")
+
+
+def test_undrain_checks_the_node_name_too(project: Path) -> None:
+    out = run_cli("undrain", "--region", "eu", "--node", "turn-1\n$(id)", cwd=project, timeout=60)
+    assert (out.returncode, out.stdout, out.stderr) == (
+        2,
+        "",
+        "error: --node: expected a node name like turn-1, got 'turn-1\\n$(id)'\n",
+    )
+    assert sorted(p.name for p in project.iterdir()) == ["turnkit.toml"]

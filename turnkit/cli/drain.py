@@ -55,6 +55,7 @@ def drain_command(
     cfg = load_config(config)
     cfg.region(region)
     name = f"{region}/{node}"
+    drain.node_name(node)
     # --count-only runs on the node, which does not know the region's other nodes.
     target = None if count_only else drain.find_node(cfg, region, node)
     if target is not None and mark_only:
@@ -92,7 +93,7 @@ def undrain_command(region: str = REGION_OPTION, node: str = NODE_OPTION, config
     Example: turnkit undrain --region eu --node turn-2
     """
     cfg = load_config(config)
-    target = drain.find_node(cfg, region, node)
+    target = drain.find_node(cfg, region, drain.node_name(node))
     drain.mark(cfg, target, False, clock.now())
     output.result(f"{region}/{node}: back in service")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from turnkit import drain, types
 from turnkit.cli.common import CONFIG_OPTION, load_config
 from turnkit.config import shown
 from turnkit.errors import ConfigError, InputError
@@ -76,12 +77,19 @@ def run(
     """
     from prometheus_client import start_http_server
 
+    drain.node_name(node)  # a field of the central store's `region|node|user|metric` keys: no `|`
+    if metrics_port is not None and not 0 <= metrics_port <= 65535:
+        raise InputError(f"--metrics-port: must be from 0 (off) to 65535, got {metrics_port}")
+    try:
+        types.ip_address(metrics_host)
+    except ValueError as exc:
+        raise InputError(f"--metrics-host: {exc}, got {shown(metrics_host)}") from None
     cfg = load_config(config)
     cfg.region(region)
     settings = MeterSettings(
         node=node,
         region=region,
-        statsdb_url=_env(STATSDB_URL_ENV),
+        statsdb_url=drain.statsdb_url(_env(STATSDB_URL_ENV), f"${STATSDB_URL_ENV}"),
         statsdb_password=os.environ.get(STATSDB_PASSWORD_ENV) or None,
         central_url=_env(cfg.meter.central_url_env),
         buffer=buffer or cfg.resolve(cfg.meter.buffer),
