@@ -70,3 +70,16 @@ def test_a_readable_pem_bundle_passes_the_check(tmp_path: Path) -> None:
     env = {**env_without(CA_ENV), CENTRAL_ENV: f"rediss://127.0.0.1:{free_port()}/0"}  # nothing listens there
     out = run_cli("usage", "--ca-file", str(ca), cwd=tmp_path, env=env, timeout=60)
     assert (out.returncode, out.stderr) == (3, "error: central usage store unreachable (ConnectionError)\n")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_ca_file_with_a_plain_store_url_is_refused(project: Path, listener: socket.socket, command: str) -> None:
+    ca = pki.make_ca_and_cert(project / "certs", ["central.test"], dt.datetime.now(dt.UTC)).ca
+    env = _env(listener)
+    env[CENTRAL_ENV] = env[CENTRAL_ENV].replace("rediss://", "redis://:pw-not-shown@")
+    out = run_cli(*COMMANDS[command], "--ca-file", str(ca), cwd=project, env=env, timeout=60)  # was a TypeError
+    assert (out.returncode, out.stdout, out.stderr) == (
+        2,
+        "",
+        f"error: --ca-file: ${CENTRAL_ENV} is not a rediss:// URL, so there is no certificate to check\n",
+    )

@@ -53,6 +53,17 @@ CA_FILE_OPTION = typer.Option(
 )
 
 
+def central_url(env: str, ca_file: Path | None) -> str:
+    """The central store's URL from `env`. With a CA file it must be TLS (`rediss://`): the CA would
+    check nothing otherwise (and redis-py refuses a CA for a plain connection with a TypeError)."""
+    url = os.environ.get(env)
+    if not url:
+        raise ConfigError(f"environment variable `{env}` is not set (central usage store URL)")
+    if ca_file is not None and not url.lower().startswith("rediss://"):
+        raise InputError(f"--ca-file: ${env} is not a rediss:// URL, so there is no certificate to check")
+    return url
+
+
 def _env(name: str) -> str:
     value = os.environ.get(name)
     if not value:
@@ -91,7 +102,7 @@ def run(
         region=region,
         statsdb_url=drain.statsdb_url(_env(STATSDB_URL_ENV), f"${STATSDB_URL_ENV}"),
         statsdb_password=os.environ.get(STATSDB_PASSWORD_ENV) or None,
-        central_url=_env(cfg.meter.central_url_env),
+        central_url=central_url(cfg.meter.central_url_env, ca_file),
         buffer=buffer or cfg.resolve(cfg.meter.buffer),
         flush_interval=cfg.meter.flush_interval,
         per_gb=cost.price_per_gb(cfg, region),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import redis
@@ -11,8 +10,8 @@ import typer
 
 from turnkit.cli import output
 from turnkit.cli.common import CONFIG_OPTION, load_config
-from turnkit.cli.meter import CA_FILE_OPTION
-from turnkit.errors import ConfigError, InputError, TurnkitError
+from turnkit.cli.meter import CA_FILE_OPTION, central_url
+from turnkit.errors import InputError, TurnkitError
 from turnkit.fsutil import atomic_write
 from turnkit.meter import cost, report
 from turnkit.meter.central import Central
@@ -44,9 +43,7 @@ def usage(
         raise InputError(f"--by: must be one of {', '.join(report.GROUPS)}, got {by[:40]!r}")
     if region is not None:
         cfg.region(region)
-    url = os.environ.get(cfg.meter.central_url_env)
-    if not url:
-        raise ConfigError(f"environment variable `{cfg.meter.central_url_env}` is not set (central usage store URL)")
+    url = central_url(cfg.meter.central_url_env, ca_file)
     now = dt.datetime.now(dt.UTC)
     first = report.parse_since(since, now.date())
     try:
