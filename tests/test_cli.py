@@ -203,6 +203,20 @@ def test_render_refuses_malformed_coturn_versions(project: Path, version: str) -
     )
 
 
+def test_a_hostile_region_name_is_one_quoted_line(project: Path) -> None:
+    out = run(project, "render", "--region", "a\nb $(id)", "--out", "o")
+    assert (out.returncode, out.stderr) == (
+        2,
+        "error: turnkit.toml: regions.'a\\nb $(id)': no such region (known: local)\n",
+    )
+
+
+def test_every_error_is_one_line_whatever_its_message_holds() -> None:
+    from turnkit.cli import one_line
+
+    assert one_line("bad value 'x\ny'\r") == "bad value 'x\\ny'\\r"
+
+
 def test_turnkit_debug_shows_the_traceback_with_its_chain(project: Path) -> None:
     plain = run(project, "render", "--region", "mars", "--out", "o")
     assert (plain.returncode, plain.stderr) == (2, "error: turnkit.toml: regions.mars: no such region (known: local)\n")

@@ -206,7 +206,7 @@ class Config(_Model):
             return self.regions[name]
         except KeyError:
             known = ", ".join(sorted(self.regions)) or "none"
-            raise ConfigError(f"{self.path.name}: regions.{name}: no such region (known: {known})") from None
+            raise ConfigError(f"{self.path.name}: regions.{_key(name)}: no such region (known: {known})") from None
 
     def resolve(self, relative: str) -> Path:
         """A path from the config, relative to the config file's directory."""

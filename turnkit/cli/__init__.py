@@ -73,6 +73,11 @@ def _show_traceback(exc: BaseException) -> None:
     sys.stderr.write("".join(traceback.format_exception(exc)))
 
 
+def one_line(text: str) -> str:
+    """`text` with its line breaks shown as escapes (an error is always one line)."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: click handles usage errors (exit 2); TurnkitError becomes one `error:` line."""
     try:
@@ -80,8 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     except TurnkitError as exc:
         if os.environ.get(DEBUG_ENV) == "1":
             _show_traceback(exc)
-        if str(exc):
-            output.stderr.print(f"error: {exc}", markup=False)
+        if str(exc):  # one line, whatever a value quoted in the message held
+            output.stderr.print(f"error: {one_line(str(exc))}", markup=False)
         sys.exit(int(exc.exit_code))
     except KeyboardInterrupt:
         output.stderr.print("error: interrupted")
