@@ -44,6 +44,7 @@ DAEMON_MODULES = frozenset(
         "ansible/test_site.py",  # ansible-playbook against the chroot
         "bench/test_smoke.py",  # python -m bench: every benchmark server
         "certs/test_certbot_pebble.py",  # pebble + certbot
+        "certs/test_deploy_hook_store.py",  # redis-server (the usage store the hook restarts)
         "deploy/test_fleet.py",
         "deploy/test_local.py",
         "deploy/test_local_call.py",

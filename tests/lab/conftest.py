@@ -23,28 +23,13 @@ from pathlib import Path
 
 import pytest
 
+from bench.lab import project_toml
 from turnkit import config as config_mod
 from turnkit.lab import lab
 from turnkit.provision.lab import LabProvider
 
 #: The signaling JWT secret of the deployed fleet (tests mint their tokens with it).
 JWT_SECRET = "lab-test-jwt-secret-0123456789abcdef"
-
-TOML = """\
-[project]
-name = "labtest"
-domain = "example.test"
-
-[signaling]
-server_name = "call.example.test"
-
-[tls]
-acme_server = "https://198.18.0.1:14000/dir"
-
-[regions.lab]
-provider = "lab"
-nodes = {nodes}
-"""
 
 
 @dataclass(frozen=True)
@@ -76,9 +61,9 @@ class LabSite:
         )  # fmt: skip
 
 
-def make_site(root: Path, nodes: int = 2) -> LabSite:
+def make_site(root: Path, nodes: int = 2, allow_lab_peers: bool = False) -> LabSite:
     root.mkdir(parents=True, exist_ok=True)
-    (root / "turnkit.toml").write_text(TOML.format(nodes=nodes))
+    (root / "turnkit.toml").write_text(project_toml("labtest", nodes, allow_lab_peers))
     return LabSite(root)
 
 
@@ -125,9 +110,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabSite]:
     """2 TURN hosts + the signaling host, deployed once for every lab test that uses it (the slow part:
     minutes cold), destroyed after the last lab test, also after a failure, with a check that nothing is
     left on the machine."""
-    site = make_site(tmp_path_factory.mktemp("lab-fleet") / "project")
-    with open(site.config, "a") as fh:
-        fh.write("allow_lab_peers = true\n")
+    site = make_site(tmp_path_factory.mktemp("lab-fleet") / "project", allow_lab_peers=True)
     try:
         assert site.cli("secret", "init").returncode == 0
         env = {**os.environ, "TURNKIT_JWT_SECRET": JWT_SECRET}
