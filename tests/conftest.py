@@ -60,6 +60,7 @@ DAEMON_MODULES = frozenset(
         "meter/test_quota.py",  # redis-server + signaling server
         "meter/test_usage_cli.py",  # redis-server
         "ops/test_ansible_secrets.py",  # ansible-playbook
+        "ansible/test_signaling_env.py",  # ansible-playbook (the signaling role, on this machine)
         "ops/test_drain.py",  # coturn + signaling
         "ops/test_rotation.py",  # a coturn fleet
         "probe/test_checks.py",  # turnserver
