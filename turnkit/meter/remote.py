@@ -50,8 +50,9 @@ def signaling_secrets(cfg: Config, keys: localmeter.Keys, nodes: Sequence[Node])
     """The signaling host's secret variables: the central store's users (hashes only), and the
     environment the signaling service's quota gate reads the store with (the read-only user's URL).
 
-    The URL names the store by `central_host`, which resolves on the signaling host to itself (the
-    store listens on every address) and is the name its certificate is for, so TLS verifies."""
+    The URL names the store by `central_host`, the name its certificate is for (so TLS verifies) and
+    the one the TURN nodes' meters use: it must resolve on the signaling host to an address the store
+    listens on (every address) and reach it, as in the lab (the host's own DNS record)."""
     return {
         "signaling_usage_store_acl": localmeter.acl_text(keys, nodes),
         "signaling_usage_store_reader_env": {cfg.meter.central_url_env: central_url(cfg, keys, localmeter.READER)},
