@@ -77,7 +77,7 @@ LAB_DIR ?= lab-demo
 
 .PHONY: lab lab-down bench-lab
 
-$(LAB_DIR)/turnkit.toml:
+$(LAB_DIR)/turnkit.toml: | $(VENV)/.installed
 	mkdir -p $(LAB_DIR)
 	$(PY) -m bench.lab --print-toml lab > $@.tmp && mv $@.tmp $@
 
