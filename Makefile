@@ -77,11 +77,9 @@ LAB_DIR ?= lab-demo
 
 .PHONY: lab lab-down bench-lab
 
-$(LAB_DIR)/turnkit.toml:
+$(LAB_DIR)/turnkit.toml: | $(VENV)/.installed
 	mkdir -p $(LAB_DIR)
-	printf '%s\n' '[project]' 'name = "lab"' 'domain = "example.test"' '' '[signaling]' \
-	  'server_name = "call.example.test"' '' '[tls]' 'acme_server = "https://198.18.0.1:14000/dir"' '' \
-	  '[regions.lab]' 'provider = "lab"' 'nodes = 3' 'allow_lab_peers = true' > $@
+	$(PY) -m bench.lab --print-toml lab > $@.tmp && mv $@.tmp $@
 
 lab: setup $(LAB_DIR)/turnkit.toml
 	cd $(LAB_DIR) && { test -f turnkit.secrets.json || ../$(VENV)/bin/turnkit secret init; }

@@ -33,28 +33,24 @@ from bench import gaps, labcall, report
 from bench.report import Section, Table
 from bench.stats import Target, Verdict, fmt, median, percentile
 from turnkit import config as config_mod
-from turnkit.lab import image, lab
+from turnkit.lab import acme, image, lab
 from turnkit.provision.lab import SIGNALING_HOST, LabProvider
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 KEY = "lab"
 NODES = 3
-TOML = """\
-[project]
-name = "labbench"
-domain = "example.test"
 
-[signaling]
-server_name = "call.example.test"
 
-[tls]
-acme_server = "https://198.18.0.1:14000/dir"
+def project_toml(name: str, nodes: int, allow_lab_peers: bool = True) -> str:
+    """The one lab project file (`make lab`, this benchmark, tests/lab): a `lab` region of `nodes` TURN
+    hosts behind `call.example.test`, certificates from the lab's pebble on the bridge."""
+    return (
+        f'[project]\nname = {json.dumps(name)}\ndomain = "example.test"\n\n'
+        '[signaling]\nserver_name = "call.example.test"\n\n'
+        f"[tls]\nacme_server = {json.dumps(acme.DIRECTORY_URL)}\n\n"
+        f'[regions.lab]\nprovider = "lab"\nnodes = {nodes}\n' + ("allow_lab_peers = true\n" if allow_lab_peers else "")
+    )
 
-[regions.lab]
-provider = "lab"
-nodes = {nodes}
-allow_lab_peers = true
-"""
 
 COLD = Target("lab deploy from nothing (provision + deploy, 3 TURN + signaling)", "<=", 180, "s", "issue 11")
 AGAIN = Target("second `turnkit deploy --region lab`, nothing changed", "<=", 60, "s", "issue 11")
@@ -172,7 +168,7 @@ class Result:
 def measure(site: Path, count: int, keep: bool) -> Result:
     cached = (image.cache_dir() / f"base-{image.default_spec().key}" / "etc/os-release").exists()
     site.mkdir(parents=True, exist_ok=True)
-    (site / "turnkit.toml").write_text(TOML.format(nodes=NODES))
+    (site / "turnkit.toml").write_text(project_toml("labbench", NODES))
     provider = LabProvider(config_mod.load(site / "turnkit.toml"), labcall.REGION)
     jwt_secret = secrets.token_urlsafe(32)
     env = {"TURNKIT_JWT_SECRET": jwt_secret}
@@ -293,7 +289,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="leave the lab up (destroy it yourself)")
     parser.add_argument("--dir", type=Path, default=None, help="project directory (default: a temporary one)")
     parser.add_argument("--no-write", action="store_true", help="print the section, leave docs/benchmarks.md")
+    parser.add_argument("--print-toml", metavar="NAME", help="print the lab project file `make lab` uses; no lab")
     args = parser.parse_args(argv)
+    if args.print_toml:
+        print(project_toml(args.print_toml, NODES), end="")
+        return 0
     command = "python -m bench.lab" + (f" --calls {args.calls}" if args.calls != 12 else "")
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="turnkit-benchlab-") as tmp:

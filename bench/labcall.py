@@ -99,16 +99,30 @@ def token(secret: str, sub: str, ttl: int = 900) -> str:
 
 
 async def open_page(page: Page, url: str, attempts: int = 4) -> None:
-    """page.goto, again when Chromium reports ERR_NETWORK_CHANGED: a browser started in a home namespace
-    whose NAT just came up can see its interfaces settle during the first navigation (only that error)."""
-    for attempt in range(attempts):
-        try:
-            await page.goto(url)
-            return
-        except PlaywrightError as exc:
-            if "ERR_NETWORK_CHANGED" not in str(exc) or attempt == attempts - 1:
-                raise
-            await asyncio.sleep(1.0)
+    """page.goto until the page's script runs (`window.turnkitDemo`), again when Chromium reports
+    ERR_NETWORK_CHANGED: a browser started in a home namespace whose NAT just came up can see its
+    interfaces settle during the first navigation, or while it loads the page's module imports (only
+    that error; anything else fails with the requests that failed)."""
+    failed: list[str] = []
+
+    def note(request: Any) -> None:
+        failed.append(f"{request.url}: {request.failure}")
+
+    page.on("requestfailed", note)
+    try:
+        for attempt in range(attempts):
+            failed.clear()
+            try:
+                await page.goto(url)
+                await page.wait_for_function("() => window.turnkitDemo !== undefined", timeout=15_000)
+                return
+            except PlaywrightError as exc:
+                changed = "ERR_NETWORK_CHANGED" in str(exc) or any("ERR_NETWORK_CHANGED" in f for f in failed)
+                if not changed or attempt == attempts - 1:
+                    raise RuntimeError(f"the demo page did not start: {exc}; failed requests: {failed}") from None
+                await asyncio.sleep(1.0)
+    finally:
+        page.remove_listener("requestfailed", note)
 
 
 async def demo_state(page: Page) -> dict[str, Any]:

@@ -44,6 +44,7 @@ DAEMON_MODULES = frozenset(
         "ansible/test_site.py",  # ansible-playbook against the chroot
         "bench/test_smoke.py",  # python -m bench: every benchmark server
         "certs/test_certbot_pebble.py",  # pebble + certbot
+        "certs/test_deploy_hook_store.py",  # redis-server (the usage store the hook restarts)
         "deploy/test_fleet.py",
         "deploy/test_local.py",
         "deploy/test_local_call.py",
@@ -59,6 +60,7 @@ DAEMON_MODULES = frozenset(
         "meter/test_quota.py",  # redis-server + signaling server
         "meter/test_usage_cli.py",  # redis-server
         "ops/test_ansible_secrets.py",  # ansible-playbook
+        "ansible/test_signaling_env.py",  # ansible-playbook (the signaling role, on this machine)
         "ops/test_drain.py",  # coturn + signaling
         "ops/test_rotation.py",  # a coturn fleet
         "probe/test_checks.py",  # turnserver

@@ -45,6 +45,7 @@ SECRET_VARS: frozenset[str] = frozenset(
         "signaling_secrets_json",
         "signaling_environment",
         "signaling_usage_store_acl",
+        "signaling_usage_store_reader_env",
     }
 )
 

@@ -214,7 +214,7 @@ class Fleet:
                 if node.name in turn:
                     out.update(remote_meter.node_secrets(self.cfg, self.meter, node))
             if signaling:
-                out.update(remote_meter.signaling_secrets(self.meter, self.nodes))
+                out.update(remote_meter.signaling_secrets(self.cfg, self.meter, self.nodes))
         return out
 
     def _run(

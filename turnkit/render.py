@@ -228,14 +228,19 @@ def signaling_context(cfg: Config, nodes: Sequence[Node]) -> dict[str, Any]:
     }
 
 
+#: The central usage store's certificate copy and ACL (readable by redis only); the certbot deploy
+#: hook refreshes the certificate there on renewal.
+USAGE_STORE_TLS_DIR = "/etc/redis/turnkit-usage"
+
+
 def usage_store_context(cfg: Config, nodes: Sequence[Node]) -> dict[str, Any]:
     """Variables of the signaling role's central usage store (issue 14, docs/metering.md)."""
     return {
         "signaling_usage_store_bind": "0.0.0.0",
         "signaling_usage_store_port": cfg.meter.central_port,
-        "signaling_usage_store_cert_file": "/etc/redis/turnkit-usage/fullchain.pem",
-        "signaling_usage_store_key_file": "/etc/redis/turnkit-usage/privkey.pem",
-        "signaling_usage_store_acl_file": "/etc/redis/turnkit-usage/users.acl",
+        "signaling_usage_store_cert_file": f"{USAGE_STORE_TLS_DIR}/fullchain.pem",
+        "signaling_usage_store_key_file": f"{USAGE_STORE_TLS_DIR}/privkey.pem",
+        "signaling_usage_store_acl_file": f"{USAGE_STORE_TLS_DIR}/users.acl",
         "signaling_usage_store_dir": "/var/lib/redis",
     }
 
@@ -282,6 +287,10 @@ def certbot_context(cfg: Config, nodes: Sequence[Node]) -> dict[str, Any]:
         "certbot_coturn_user": "turnserver",
         "certbot_coturn_reload_command": "systemctl kill --signal=SIGUSR2 coturn.service",
         "certbot_nginx_reload_command": "systemctl reload nginx.service",
+        # The usage store's copy of the certificate (signaling host only; the hook skips a missing dir).
+        "certbot_usage_store_cert_dir": USAGE_STORE_TLS_DIR,
+        "certbot_usage_store_group": "redis",
+        "certbot_usage_store_reload_command": "systemctl restart redis-server@turnkit-usage.service",
     }
 
 

@@ -1,7 +1,14 @@
 """A lab region in a temporary project, driven through the real CLI; torn down even after a failure.
 
 These tests need root, Linux and the lab's Debian packages (`make setup`); a missing one is a
-failure with the reason, never a skip. Only one lab runs per machine (it owns 198.18.0.1).
+failure with the reason, never a skip. Only one lab runs per machine (it owns 198.18.0.1), so:
+
+- one deployed fleet (`fleet`, package scope) serves test_fleet.py and test_operations.py: it is
+  deployed once (the slow part: minutes cold) and destroyed after the last lab test;
+- the tests that provision a lab of their own (`lab_site`, function scope) run before any test that
+  uses the fleet (`pytest_collection_modifyitems` below), whatever order the files were given in;
+- the tests that change the fleet (test_operations.py: a config change restarts coturn and sets a
+  quota) run after those that only use it.
 """
 
 from __future__ import annotations
@@ -16,28 +23,13 @@ from pathlib import Path
 
 import pytest
 
+from bench.lab import project_toml
 from turnkit import config as config_mod
 from turnkit.lab import lab
 from turnkit.provision.lab import LabProvider
 
 #: The signaling JWT secret of the deployed fleet (tests mint their tokens with it).
 JWT_SECRET = "lab-test-jwt-secret-0123456789abcdef"
-
-TOML = """\
-[project]
-name = "labtest"
-domain = "example.test"
-
-[signaling]
-server_name = "call.example.test"
-
-[tls]
-acme_server = "https://198.18.0.1:14000/dir"
-
-[regions.lab]
-provider = "lab"
-nodes = {nodes}
-"""
 
 
 @dataclass(frozen=True)
@@ -69,9 +61,9 @@ class LabSite:
         )  # fmt: skip
 
 
-def make_site(root: Path, nodes: int = 2) -> LabSite:
+def make_site(root: Path, nodes: int = 2, allow_lab_peers: bool = False) -> LabSite:
     root.mkdir(parents=True, exist_ok=True)
-    (root / "turnkit.toml").write_text(TOML.format(nodes=nodes))
+    (root / "turnkit.toml").write_text(project_toml("labtest", nodes, allow_lab_peers))
     return LabSite(root)
 
 
@@ -91,13 +83,34 @@ def lab_site(tmp_path: Path) -> Iterator[LabSite]:
         assert left == [], f"lab leftovers after destroy: {left}"
 
 
-@pytest.fixture(scope="module")
+#: Modules whose tests change the deployed fleet: they run after every other user of `fleet`.
+MUTATES_FLEET = frozenset({"test_operations.py"})
+
+
+def _lab_rank(item: pytest.Item) -> int:
+    """0: provisions its own lab; 1: uses the fleet; 2: changes the fleet."""
+    if "lab_site" in getattr(item, "fixturenames", ()):
+        return 0
+    return 2 if item.path.name in MUTATES_FLEET else 1
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Order the lab's users (this hook sees every collected item, lab or not): the slots held by
+    items that use a lab are refilled with the same items, `lab_site` ones first, then the fleet's
+    readers, then the modules that change it, each group in collection order; every other item
+    keeps its place."""
+    slots = [i for i, item in enumerate(items) if {"lab_site", "fleet"} & set(getattr(item, "fixturenames", ()))]
+    ordered = sorted((items[i] for i in slots), key=_lab_rank)  # stable: collection order within a group
+    for i, item in zip(slots, ordered, strict=True):
+        items[i] = item
+
+
+@pytest.fixture(scope="package")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabSite]:
-    """2 TURN hosts + the signaling host, deployed once per test module (the slow part: minutes cold),
-    destroyed after it, also after a failure, with a check that nothing is left on the machine."""
-    site = make_site(tmp_path_factory.mktemp("lab-fleet") / "project")
-    with open(site.config, "a") as fh:
-        fh.write("allow_lab_peers = true\n")
+    """2 TURN hosts + the signaling host, deployed once for every lab test that uses it (the slow part:
+    minutes cold), destroyed after the last lab test, also after a failure, with a check that nothing is
+    left on the machine."""
+    site = make_site(tmp_path_factory.mktemp("lab-fleet") / "project", allow_lab_peers=True)
     try:
         assert site.cli("secret", "init").returncode == 0
         env = {**os.environ, "TURNKIT_JWT_SECRET": JWT_SECRET}

@@ -7,7 +7,10 @@ In this order, on the module's one deployed fleet (tests/lab/conftest.py `fleet`
    the signaling host's TLS usage store) and `turnkit usage --json` reports them within ±2 %;
 3. a config change that needs a coturn restart drains the node first: while an allocation lives the
    node is marked draining where signaling reads health and coturn keeps its PID; once it ends,
-   coturn restarts, the node passes the probe and is handed out again.
+   coturn restarts, the node passes the probe and is handed out again;
+4. the same change sets a tiny `[quotas] user_monthly_gb`: the signaling service on the signaling host
+   reads the usage store with its read-only user, so a user metered in 2. gets STUN only
+   (`"turn": "quota-exceeded"`) over HTTPS and WebSocket through NGINX, and a fresh user still gets TURN.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import aioice.turn as turn
 import httpx
 import jwt
 import pytest
+import websockets
 
 from tests.lab.conftest import JWT_SECRET, LabSite
 from tests.turnclient import Inbox
@@ -40,6 +44,12 @@ PAYLOAD = 1000
 PACKETS = 3000  # 3 MB each way
 TOLERANCE = 0.02
 HEALTH_FILE = "/var/lib/turnkit/health.json"  # %S/turnkit/health.json of turnkit-signaling@.service
+#: The users metered in 2. (and pushed over the quota set in 3.).
+METERED = (f"ops-ann-{os.getpid()}", f"ops-ben-{os.getpid()}")
+#: Under what each metered user relayed (3 MB each way), above what the browser calls of test_fleet.py
+#: relay; set only by the config change of 3., so test_fleet.py runs before any quota exists.
+QUOTA_GB = 0.002
+SERVER_NAME = "call.example.test"
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -165,7 +175,7 @@ async def relay_both_ways(site: LabSite, users: tuple[str, str]) -> None:
 
 
 async def test_usage_reports_the_bytes_relayed_through_a_lab_node(fleet: LabSite) -> None:
-    users = (f"ops-ann-{os.getpid()}", f"ops-ben-{os.getpid()}")
+    users = METERED
     await relay_both_ways(fleet, users)
     expected = PACKETS * PAYLOAD
     for user in users:
@@ -184,26 +194,43 @@ async def test_usage_reports_the_bytes_relayed_through_a_lab_node(fleet: LabSite
 # -- 3. a config change that restarts coturn drains the node first ----------------------------
 
 
-def ice_hostnames(site: LabSite) -> set[str]:
-    """The TURN hosts the signaling service hands out right now (through NGINX, as a browser asks)."""
+def bearer(sub: str) -> str:
     now = int(time.time())
-    token = jwt.encode({"sub": "ops", "iat": now, "exp": now + 600}, JWT_SECRET, algorithm="HS256")
+    return jwt.encode({"sub": sub, "iat": now, "exp": now + 600}, JWT_SECRET, algorithm="HS256")
+
+
+def lab_tls(site: LabSite) -> ssl.SSLContext:
     ca = site.provider().ca_file()
     assert ca is not None
+    return ssl.create_default_context(cafile=str(ca))
+
+
+def ice_servers(site: LabSite, sub: str = "ops") -> dict[str, Any]:
+    """`GET /api/ice-servers` for `sub`, through NGINX on the signaling host, as a browser asks."""
     answer = httpx.get(
-        "https://call.example.test/api/ice-servers",
-        headers={"Authorization": f"Bearer {token}"}, verify=ssl.create_default_context(cafile=str(ca)), timeout=10,
+        f"https://{SERVER_NAME}/api/ice-servers",
+        headers={"Authorization": f"Bearer {bearer(sub)}"}, verify=lab_tls(site), timeout=10,
     )  # fmt: skip
     assert answer.status_code == 200, answer.text
-    urls = [u for s in answer.json()["iceServers"] for u in s["urls"]]
-    return {u.split(":")[1] for u in urls if u.startswith(("turn:", "turns:"))}
+    doc: dict[str, Any] = answer.json()
+    return doc
+
+
+def turn_urls(servers: list[dict[str, Any]]) -> list[str]:
+    return [u for s in servers for u in s["urls"] if u.startswith(("turn:", "turns:"))]
+
+
+def ice_hostnames(site: LabSite) -> set[str]:
+    """The TURN hosts the signaling service hands out right now."""
+    return {u.split(":")[1] for u in turn_urls(ice_servers(site)["iceServers"])}
 
 
 @pytest.fixture
 def restart_deploy(fleet: LabSite) -> Iterator[subprocess.Popen[str]]:
-    """A deploy with `[coturn] max_bps` set (coturn reads it only at start), running in the background."""
+    """A deploy with `[coturn] max_bps` set (coturn reads it only at start), running in the background.
+    It also sets a tiny user quota (for 4.): the signaling instances restart with it, one at a time."""
     with open(fleet.config, "a") as fh:
-        fh.write("\n[coturn]\nmax_bps = 4000000\ndrain_timeout = 600\n")
+        fh.write(f"\n[coturn]\nmax_bps = 4000000\ndrain_timeout = 600\n\n[quotas]\nuser_monthly_gb = {QUOTA_GB}\n")
     proc = subprocess.Popen(
         deploy_cmd(fleet), cwd=fleet.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=deploy_env(), stdin=subprocess.DEVNULL,
@@ -266,3 +293,51 @@ async def test_a_restarting_config_change_drains_the_node_first(
     assert coturn_pid(fleet, TURN_1) != pid
     assert not draining(fleet, "turn-1")
     assert hostname in ice_hostnames(fleet)
+
+
+# -- 4. quotas apply on the remote signaling host ---------------------------------------------
+
+
+async def ws_ice_servers(site: LabSite, sub: str) -> dict[str, Any]:
+    """The WebSocket `ice-servers` reply for `sub`, through NGINX (TLS, the page's Origin, a bearer token)."""
+    async with websockets.connect(
+        f"wss://{SERVER_NAME}/ws", ssl=lab_tls(site), origin=websockets.Origin(f"https://{SERVER_NAME}"), proxy=None,
+        additional_headers={"Authorization": f"Bearer {bearer(sub)}"}, open_timeout=10,
+    ) as ws:  # fmt: skip
+        await ws.send(json.dumps({"type": "ice-servers"}))
+        async with asyncio.timeout(10):
+            while (msg := json.loads(await ws.recv()))["type"] != "ice-servers":
+                pass
+    reply: dict[str, Any] = msg
+    return reply
+
+
+async def test_a_user_over_quota_gets_stun_only_from_the_remote_signaling_host(fleet: LabSite) -> None:
+    over, fresh = METERED[0], f"ops-fresh-{os.getpid()}"
+    out = subprocess.run(usage_command(fleet), cwd=fleet.root, capture_output=True, text=True, timeout=60,
+                         env=usage_env(fleet), stdin=subprocess.DEVNULL)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    row = next((r for r in json.loads(out.stdout)["rows"] if r["key"] == over), {})
+    assert row.get("bytes_down", 0) > QUOTA_GB * 1e9, row  # what 2. relayed to the user's client alone
+
+    doc = await asyncio.to_thread(ice_servers, fleet, over)
+    assert doc.get("turn") == "quota-exceeded", doc
+    assert turn_urls(doc["iceServers"]) == [] and not any("credential" in s for s in doc["iceServers"])
+    assert [u for s in doc["iceServers"] for u in s["urls"]], doc  # STUN is still offered
+    reply = await ws_ice_servers(fleet, over)
+    assert reply.get("turn") == "quota-exceeded", reply
+    assert turn_urls(reply["iceServers"]) == []
+
+    doc = await asyncio.to_thread(ice_servers, fleet, fresh)
+    assert doc.get("turn") in (None, "ok") and turn_urls(doc["iceServers"]), doc
+    reply = await ws_ice_servers(fleet, fresh)
+    assert turn_urls(reply["iceServers"]), reply
+
+    # The reader's URL has a password: a root-only environment file (checked with grep on the host, so
+    # the password never reaches this test's output), never a command line.
+    env_file = "/etc/turnkit/signaling.env"
+    assert fleet.ssh(SIGNALING, f"sudo stat -c %a:%U {env_file}").stdout.strip() == "600:root"
+    for line in (f"^TURNKIT_METER_CENTRAL_URL=rediss://usage:[0-9a-f]*@{SERVER_NAME}:[0-9]*/0$",
+                 "^TURNKIT_METER_CENTRAL_CA=/etc/turnkit/usage-store-ca.pem$"):  # fmt: skip
+        assert fleet.ssh(SIGNALING, f"sudo grep -q '{line}' {env_file}").returncode == 0, line
+    assert "rediss://" not in fleet.ssh(SIGNALING, "ps -eo args").stdout

@@ -6,6 +6,7 @@ import tomllib
 
 import pytest
 
+from bench import lab as bench_lab
 from turnkit import config as config_mod
 from turnkit import render
 from turnkit.errors import ConfigError
@@ -122,3 +123,18 @@ def test_only_a_lab_region_may_relay_to_its_lab_hosts() -> None:
     # the bridge's hosts are allowed; its network and broadcast addresses and the rest of the range are not
     assert {"198.18.0.0", "198.18.0.255", "198.18.1.0-198.18.1.255", "198.19.0.0-198.19.255.255"} <= set(denied)
     assert "10.0.0.0-10.255.255.255" in denied and "127.0.0.0-127.255.255.255" in denied
+
+
+def test_one_project_file_serves_make_lab_the_benchmark_and_the_tests(capsys: pytest.CaptureFixture[str]) -> None:
+    assert tomllib.loads(bench_lab.project_toml('odd "name"\n', 1))["project"]["name"] == 'odd "name"\n'  # escaped
+    cfg = config_mod.parse(tomllib.loads(bench_lab.project_toml("labtest", 2, allow_lab_peers=False)))
+    assert cfg.project.name == "labtest"
+    assert cfg.tls.acme_server == f"https://{topology.BRIDGE_IP}:14000/dir"
+    assert (cfg.signaling.server_name, cfg.region("lab").provider, cfg.region("lab").nodes) == (
+        "call.example.test", "lab", 2,
+    )  # fmt: skip
+    assert cfg.region("lab").allow_lab_peers is False
+    assert config_mod.parse(tomllib.loads(bench_lab.project_toml("x", 3))).region("lab").allow_lab_peers is True
+    # `make lab` writes its project file with `python -m bench.lab --print-toml lab`.
+    assert bench_lab.main(["--print-toml", "lab"]) == 0
+    assert capsys.readouterr().out == bench_lab.project_toml("lab", bench_lab.NODES)

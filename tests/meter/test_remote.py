@@ -41,7 +41,16 @@ def test_each_node_run_carries_only_that_nodes_passwords(tmp_path: Path) -> None
     acl = store["signaling_usage_store_acl"]
     assert f"user meter-turn-2 on #{hashlib.sha256(f.meter.central('meter-turn-2').encode()).hexdigest()} " in acl
     assert f.meter.central("meter-turn-2") not in acl  # hashes only
-    assert set(ansible.SECRET_VARS) >= {"coturn_statsdb_password", "coturn_meter_central_url"}
+    # The signaling service's quota gate reads the store as the read-only user, by the certificate's name.
+    assert store["signaling_usage_store_reader_env"] == {
+        f.cfg.meter.central_url_env: f"rediss://usage:{f.meter.central('usage')}@call.example.test:"
+        f"{f.cfg.meter.central_port}/0"
+    }
+    assert "signaling_usage_store_reader_env" not in one
+    assert set(ansible.SECRET_VARS) >= {
+        "coturn_statsdb_password", "coturn_meter_central_url", "signaling_usage_store_acl",
+        "signaling_usage_store_reader_env",
+    }  # fmt: skip
 
 
 def test_the_master_secret_and_usage_env_are_private(tmp_path: Path) -> None:
@@ -58,5 +67,8 @@ def test_the_master_secret_and_usage_env_are_private(tmp_path: Path) -> None:
         f"{f.cfg.meter.central_port}/0",
         "TURNKIT_METER_CENTRAL_CA": str(ca.resolve()),
     }
-    assert remote.ca_vars(ca) == {"coturn_meter_central_ca_pem": "-----BEGIN CERTIFICATE-----\n"}
+    assert remote.ca_vars(ca) == {
+        "coturn_meter_central_ca_pem": "-----BEGIN CERTIFICATE-----\n",
+        "signaling_usage_store_ca_pem": "-----BEGIN CERTIFICATE-----\n",
+    }
     assert remote.ca_vars(None) == {}
