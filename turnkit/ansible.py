@@ -250,6 +250,8 @@ def _wheelhouse_vars(wheelhouse: Path | None) -> dict[str, Any]:
     """The signaling role installs exactly this turnkit from the shipped wheelhouse (`pip --no-index`)."""
     if wheelhouse is None:
         return {}
+    if wheelhouse.is_dir():
+        raise TurnkitError(f"wheelhouse: expected its archive (turnkit.wheelhouse.archive), got directory {wheelhouse}")
     return {"signaling_wheelhouse": str(wheelhouse), "signaling_turnkit_version": __version__}
 
 

@@ -214,7 +214,7 @@ class Fleet:
     # a machine of its own for signaling (default: the first TURN node).
     private_key: Path | None = None
     signaling_node: Node | None = None
-    wheelhouse: Path | None = None  # shipped to every host and installed with `pip --no-index`
+    wheelhouse: Path | None = None  # its archive, shipped to every host and installed with `pip --no-index`
     # Usage metering (docs/metering.md): the region's meter keys (None: no meter, no drain) and
     # the CA of the signaling host's certificate when it is not a public one.
     meter: localmeter.Keys | None = None
@@ -375,7 +375,7 @@ def over_ssh(provider: Provider[Any], report: Report, progress: Progress) -> Non
     nodes = provider.apply(progress)
     progress("==> render")
     render_to_state(cfg, region, nodes, keyring.load(cfg.secrets_path).accepted, progress)
-    house = wheelhouse.build(cfg.state_path / "wheelhouse", progress)
+    house = wheelhouse.archive(wheelhouse.build(cfg.state_path / "wheelhouse", progress))
     progress("==> configure with Ansible (coturn, meter, certbot certificates, nginx, signaling, probe)")
     keys = localmeter.load_keys(remote_meter.paths(cfg, region))
     ca = provider.ca_file()
