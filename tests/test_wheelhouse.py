@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,27 @@ def test_cached_dependency_wheels_are_shipped_without_downloading(tmp_path: Path
     assert names == ["fake_dep-1.0-py3-none-any.whl", turnkit_wheel.name]
     assert (house / turnkit_wheel.name).read_bytes() == turnkit_wheel.read_bytes()  # reproducible build
     assert any("reusing" in line for line in lines)
+
+
+def test_the_archive_holds_every_wheel_and_is_byte_identical_for_identical_wheels(tmp_path: Path) -> None:
+    """Ansible copies the archive and reinstalls only when it changed: same wheels, same bytes."""
+    import tarfile
+
+    house = tmp_path / "house"
+    house.mkdir()
+    (house / "b-1.0-py3-none-any.whl").write_bytes(b"bee")
+    (house / "a-2.0-py3-none-any.whl").write_bytes(b"ay")
+    first = wheelhouse.archive(house).read_bytes()
+    os.utime(house / "a-2.0-py3-none-any.whl", (1, 1))  # a rebuilt, identical wheel: new mtime only
+    tar = wheelhouse.archive(house)
+    assert tar == tmp_path / "house.tar" and tar.read_bytes() == first
+    with tarfile.open(tar) as t:
+        assert [(m.name, m.uid, m.mtime, m.mode) for m in t.getmembers()] == [
+            ("a-2.0-py3-none-any.whl", 0, 0, 0o644),
+            ("b-1.0-py3-none-any.whl", 0, 0, 0o644),
+        ]
+        extracted = t.extractfile("b-1.0-py3-none-any.whl")
+        assert extracted is not None and extracted.read() == b"bee"
+    (house / "b-1.0-py3-none-any.whl").write_bytes(b"new code, same version")
+    assert wheelhouse.archive(house).read_bytes() != first
+    assert not list(tmp_path.glob(".house.tar-*"))  # no temp file left behind

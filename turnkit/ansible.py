@@ -20,7 +20,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol
 
 from turnkit import __version__, keyring, render, resources
 from turnkit.config import Config
@@ -61,6 +61,9 @@ ANSIBLE_ENV: dict[str, str] = {
     "ANSIBLE_DIFF_ALWAYS": "0",
     "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
     "PYTHONUNBUFFERED": "1",
+    # One SSH round trip per task instead of three (put the module, run it, remove it); the hosts'
+    # sudo must not require a tty (Debian's default).
+    "ANSIBLE_PIPELINING": "1",
 }
 
 _TASK = re.compile(r"^(?:TASK|RUNNING HANDLER) \[(?P<task>.*)\] \*+$")
@@ -70,6 +73,14 @@ _FAILED = re.compile(
 _FAILED_ITEM = re.compile(r"^failed: \[(?P<host>[^\]]+)\] \(item=.*?\) => (?P<rest>.*)$")
 _STATUS = re.compile(r"^(?P<status>ok|changed|skipping): \[(?P<host>[^\]\s]+)(?: -> [^\]]+)?\]")
 _RECAP = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$")
+
+
+class Sink(Protocol):
+    """Where a run's output goes (a text stream)."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
 
 
 class PlaybookError(TurnkitError):
@@ -209,12 +220,14 @@ def region_inventory(
         if certificates:
             context["certbot_domains"] = [node.hostname]
         context.update(_public(node_overrides or {}))
-        hosts.append(Host(node.name, _address(node, addresses), connection, user, private_key, context))
+        hosts.append(Host(node.name, host_address(node, addresses), connection, user, private_key, context))
     machine = signaling_node or nodes[0]
     if signaling is None:
-        signaling = [Host(machine.name, _address(machine, addresses), connection, user, private_key)]
+        signaling = [Host(machine.name, host_address(machine, addresses), connection, user, private_key)]
     # Its own inventory name: a host named like a group (`signaling`) would be matched by that play.
-    health_host = Host(f"{HEALTH_GROUP}-{machine.name}", _address(machine, addresses), connection, user, private_key)
+    health_host = Host(
+        f"{HEALTH_GROUP}-{machine.name}", host_address(machine, addresses), connection, user, private_key
+    )
     overrides = _public(region_overrides or {})
     return Inventory(
         turn=hosts,
@@ -238,6 +251,8 @@ def _wheelhouse_vars(wheelhouse: Path | None) -> dict[str, Any]:
     """The signaling role installs exactly this turnkit from the shipped wheelhouse (`pip --no-index`)."""
     if wheelhouse is None:
         return {}
+    if wheelhouse.is_dir():
+        raise TurnkitError(f"wheelhouse: expected its archive (turnkit.wheelhouse.archive), got directory {wheelhouse}")
     return {"signaling_wheelhouse": str(wheelhouse), "signaling_turnkit_version": __version__}
 
 
@@ -256,7 +271,8 @@ def _turn_meter_vars(cfg: Config) -> dict[str, Any]:
     }
 
 
-def _address(node: Node, addresses: Mapping[str, str] | None) -> str:
+def host_address(node: Node, addresses: Mapping[str, str] | None = None) -> str:
+    """How Ansible reaches `node`: an address given for it, else its public IP, else its hostname."""
     return (addresses or {}).get(node.name) or node.public_ip or node.hostname
 
 
@@ -364,7 +380,7 @@ def run_playbook(
     *,
     extra_vars: Mapping[str, Any] | None = None,
     playbook: Path | None = None,
-    stream: TextIO | None = None,
+    stream: Sink | None = None,
     timeout: float | None = None,
 ) -> RunResult:
     """Run `playbook` (default: the shipped site.yml) and return the recap; raise PlaybookError on failure."""
@@ -387,7 +403,7 @@ def run_playbook(
         return _run(argv, env, out, timeout, work)
 
 
-def _run(argv: list[str], env: dict[str, str], out: TextIO, timeout: float | None, cwd: Path) -> RunResult:
+def _run(argv: list[str], env: dict[str, str], out: Sink, timeout: float | None, cwd: Path) -> RunResult:
     parser, lines = _Parser(), []
     try:
         proc = subprocess.Popen(

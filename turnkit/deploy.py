@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,10 +38,43 @@ PROBE_RETRY_DELAY = 2.0
 #: The coturn role's task that marks a node draining before a coturn restart (roles/coturn/tasks/drain.yml):
 #: when it reports `changed` for a node, the controller probes the node and undrains it.
 DRAIN_MARK_TASK = "coturn : Mark the node draining where signaling reads node health"
+#: The task by which a node leaves a parallel run untouched because its running coturn must restart
+#: (roles/coturn/tasks/restart_check.yml): such nodes are configured alone afterwards, one at a time.
+RESTART_DEFER_TASK = "coturn : Leave the node for a run of its own (its coturn restart must not overlap another node's)"
+#: Ansible runs at once at most (one per machine; Ansible's own default is 5 forks).
+MAX_PARALLEL_RUNS = 5
 
 
 class DeployError(TurnkitError):
     """A deploy step failed; the text names the step."""
+
+
+class _Prefixed:
+    """Where a run among parallel ones writes its output: whole lines, each prefixed with its label."""
+
+    lock = threading.Lock()
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def write(self, text: str) -> int:
+        with self.lock:
+            for line in text.splitlines():
+                sys.stderr.write(f"[{self.label}] {line}\n")
+        return len(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One Ansible run of a deploy: the TURN nodes and/or the signaling host it configures."""
+
+    label: str
+    turn: tuple[str, ...] = ()
+    signaling: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -178,7 +214,7 @@ class Fleet:
     # a machine of its own for signaling (default: the first TURN node).
     private_key: Path | None = None
     signaling_node: Node | None = None
-    wheelhouse: Path | None = None  # shipped to every host and installed with `pip --no-index`
+    wheelhouse: Path | None = None  # its archive, shipped to every host and installed with `pip --no-index`
     # Usage metering (docs/metering.md): the region's meter keys (None: no meter, no drain) and
     # the CA of the signaling host's certificate when it is not a public one.
     meter: localmeter.Keys | None = None
@@ -218,7 +254,12 @@ class Fleet:
         return out
 
     def _run(
-        self, turn: Sequence[str], signaling: bool, playbook: Path | None = None, extra: Mapping[str, Any] | None = None
+        self,
+        turn: Sequence[str],
+        signaling: bool,
+        playbook: Path | None = None,
+        extra: Mapping[str, Any] | None = None,
+        stream: ansible.Sink | None = None,
     ) -> ansible.RunResult:
         more = remote_meter.ca_vars(self.ca_file) if self.meter is not None else {}
         result = ansible.run_playbook(
@@ -226,9 +267,34 @@ class Fleet:
             self._secrets(turn, signaling),
             extra_vars={**more, **(self.extra_vars or {}), **(extra or {})},
             playbook=playbook or self.playbook,
+            stream=stream,
         )
         self.runs.append(result)
         return result
+
+    def _address(self, node: Node) -> str:
+        return ansible.host_address(node, self.addresses)
+
+    def _signaling_apart(self) -> bool:
+        """The signaling host is a machine no TURN node runs on (its run may overlap theirs)."""
+        machine = self.signaling_node
+        return machine is not None and self._address(machine) not in {self._address(n) for n in self.nodes}
+
+    def _run_all(self, jobs: Sequence[_Job]) -> list[ansible.RunResult]:
+        """The jobs' runs at the same time (each configures machines of its own), output line-prefixed;
+        the first failure is raised once every run has ended."""
+        if len(jobs) == 1:
+            job = jobs[0]
+            return [self._run(job.turn, job.signaling, extra=job.extra)]
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_RUNS, len(jobs))) as pool:
+            futures = [
+                pool.submit(self._run, job.turn, job.signaling, extra=job.extra, stream=_Prefixed(job.label))
+                for job in jobs
+            ]
+        failed = [exc for f in futures if (exc := f.exception()) is not None]
+        if failed:
+            raise failed[0]
+        return [f.result() for f in futures]
 
     def _service_environment(self) -> dict[str, str]:
         """The operator's HS256 JWT secret goes to the signaling host's root-only environment file."""
@@ -237,13 +303,37 @@ class Fleet:
         return {name: value} if value and "HS256" in self.cfg.signaling.jwt.algorithms else {}
 
     def push_nodes(self, progress: Progress) -> None:
-        """The TURN nodes, one at a time. A run that must restart coturn drains its node first
-        (roles/coturn/tasks/drain.yml); the node is handed out again only after it passes the probe."""
-        for node in self.nodes:
-            progress(f"configuring {node.name}")
-            result = self._run([node.name], signaling=False)
-            if result.statuses.get((node.name, DRAIN_MARK_TASK)) == "changed":
-                self._undrain_after_probe(node, progress)
+        """The TURN nodes (see `_push_turn`)."""
+        self._push_turn(progress, with_signaling=False)
+
+    def _push_turn(self, progress: Progress, with_signaling: bool) -> None:
+        """The TURN nodes, each in a run of its own, at the same time when they are separate machines:
+        a new node, an unchanged one or a secret change restarts no coturn. A node whose running coturn
+        must restart leaves that run untouched (roles/coturn/tasks/restart_check.yml) and is configured
+        afterwards alone, one node at a time (`_push_alone`). `with_signaling`: the signaling host too,
+        alongside when it is a machine of its own, else last."""
+        apart = with_signaling and self._signaling_apart()
+        separate = len({self._address(n) for n in self.nodes}) == len(self.nodes)
+        if separate and len(self.nodes) + apart > 1:
+            defer = {"coturn_restart_defer": True}
+            jobs = [_Job(n.name, (n.name,), extra=defer) for n in self.nodes]
+            jobs += [_Job("signaling", signaling=True)] if apart else []
+            progress(f"configuring {', '.join(j.label for j in jobs)} in parallel")
+            results = dict(zip([j.label for j in jobs], self._run_all(jobs), strict=True))
+            alone = [n for n in self.nodes if results[n.name].statuses.get((n.name, RESTART_DEFER_TASK)) == "changed"]
+        else:
+            alone, apart = list(self.nodes), False
+        for node in alone:
+            self._push_alone(node, progress)
+        if with_signaling and not apart:
+            self.push_signaling(progress)
+
+    def _push_alone(self, node: Node, progress: Progress) -> None:
+        """One TURN node in a run of its own. A run that must restart coturn drains the node first
+        (roles/coturn/tasks/drain.yml); it is handed out again only after it passes the probe."""
+        progress(f"configuring {node.name}")
+        if self._run([node.name], signaling=False).statuses.get((node.name, DRAIN_MARK_TASK)) == "changed":
+            self._undrain_after_probe(node, progress)
 
     def _undrain_after_probe(self, node: Node, progress: Progress) -> None:
         name = health.key(node)
@@ -270,9 +360,9 @@ class Fleet:
         self._run([], signaling=True)
 
     def push_all(self, progress: Progress) -> None:
-        """Every TURN node, then the signaling host."""
-        self.push_nodes(progress)
-        self.push_signaling(progress)
+        """Every TURN node and the signaling host: alongside the nodes' parallel runs when it is a
+        machine of its own, else after them."""
+        self._push_turn(progress, with_signaling=True)
 
     def changed(self) -> int:
         return sum(r.total_changed() for r in self.runs)
@@ -285,7 +375,7 @@ def over_ssh(provider: Provider[Any], report: Report, progress: Progress) -> Non
     nodes = provider.apply(progress)
     progress("==> render")
     render_to_state(cfg, region, nodes, keyring.load(cfg.secrets_path).accepted, progress)
-    house = wheelhouse.build(cfg.state_path / "wheelhouse", progress)
+    house = wheelhouse.archive(wheelhouse.build(cfg.state_path / "wheelhouse", progress))
     progress("==> configure with Ansible (coturn, meter, certbot certificates, nginx, signaling, probe)")
     keys = localmeter.load_keys(remote_meter.paths(cfg, region))
     ca = provider.ca_file()

@@ -1,6 +1,6 @@
-"""The wheelhouse `turnkit deploy` ships to the signaling host: turnkit's wheel and its dependencies.
+"""The wheelhouse `turnkit deploy` ships to every host: turnkit's wheel and its dependencies.
 
-Signaling hosts never need PyPI: they install with `pip install --no-index --find-links`. The
+It ships as one tar archive (`archive`). Hosts never need PyPI: they install with `pip install --no-index --find-links`. The
 dependency versions are exactly the controller's (its `pip freeze` is the constraints file), and
 the wheels match the controller's Python and platform (Debian 12's python3.11 on both ends).
 The dependency wheels are downloaded once per set of inputs and kept in a cache (`cache_root`);
@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -159,3 +160,28 @@ def build(dest: Path, progress: Callable[[str], None], cache: Path | None = None
     for dep in deps.glob("*.whl"):
         shutil.copy2(dep, dest / dep.name)
     return dest
+
+
+def _normalized(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.mtime, info.uid, info.gid, info.uname, info.gname, info.mode = 0, 0, 0, "", "", 0o644
+    return info
+
+
+def archive(house: Path) -> Path:
+    """`<house>.tar`: the wheelhouse as one file, byte-identical for identical wheels.
+
+    Ansible copies one file in one round trip (a directory costs a checksum round trip per wheel)
+    and reports `changed` only when a wheel changed, which is what triggers a reinstall there.
+    """
+    target = house.with_name(house.name + ".tar")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}-", dir=house.parent)
+    try:
+        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+            for wheel in sorted(house.glob("*.whl")):
+                tar.add(wheel, arcname=wheel.name, recursive=False, filter=_normalized)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target

@@ -154,12 +154,61 @@ def test_signaling_run_asks_certbot_for_the_server_name(tmp_path: Path, monkeypa
 def test_push_nodes_configures_each_turn_node_and_nothing_else(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fleet, runs = recorded_runs(tmp_path, monkeypatch)
     fleet.push_nodes(print)
-    groups = [run["all"]["children"] for run in runs]
+    groups = sorted((run["all"]["children"] for run in runs), key=lambda g: sorted(g["turn"]["hosts"]))
     assert [(sorted(g["turn"]["hosts"]), sorted(g["signaling"]["hosts"])) for g in groups] == [
         (["turn-1"], []),
         (["turn-2"], []),
     ]
     assert groups[0]["turn"]["hosts"]["turn-1"]["certbot_domains"] == ["turn-1.st.example.test"]
+
+
+def test_nodes_whose_coturn_restarts_are_configured_alone_after_the_parallel_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Separate machines run at once with `coturn_restart_defer`; a node that left its run because its
+    coturn must restart (restart_check.yml) gets a run of its own afterwards, without the flag, and is
+    probed before it is handed out again; the others are not run twice. The signaling host of its own
+    runs alongside the nodes."""
+    from dataclasses import replace
+
+    from turnkit import ansible, deploy
+    from turnkit.nodes import Node
+
+    (tmp_path / "turnkit.toml").write_text(TOML)
+    cfg = config_mod.load(tmp_path / "turnkit.toml")
+    keyring.save(cfg.secrets_path, keyring.init(100))
+    calls: list[tuple[tuple[str, ...], tuple[str, ...], bool]] = []
+
+    def run(inventory: ansible.Inventory, secrets: Any, *, extra_vars: Any, **_: Any) -> ansible.RunResult:
+        turn, sig = tuple(h.name for h in inventory.turn), tuple(h.name for h in inventory.signaling)
+        deferring = bool(extra_vars.get("coturn_restart_defer"))
+        calls.append((turn, sig, deferring))
+        restarts = turn == ("turn-2",)
+        task = deploy.RESTART_DEFER_TASK if deferring else deploy.DRAIN_MARK_TASK
+        return ansible.RunResult({}, [], {("turn-2", task): "changed"} if restarts else {})
+
+    probed: list[str] = []
+    monkeypatch.setattr(ansible, "run_playbook", run)
+    monkeypatch.setattr(Fleet, "_passes_probe", lambda self, node, progress: probed.append(node.name) or True)
+    machine = Node("signaling", "st", "signal.example.test", "198.18.0.10")
+    fleet = replace(Fleet(cfg, "st", region_nodes(cfg, "st")), signaling_node=machine)
+    fleet.push_all(print)
+    parallel, after = calls[:3], calls[3:]
+    assert sorted(parallel) == [((), ("signaling",), False), (("turn-1",), (), True), (("turn-2",), (), True)]
+    assert after[0] == (("turn-2",), (), False)  # alone, drained, then probed and undrained:
+    assert probed == ["turn-2"] and after[1][1] == ("signaling",) and len(after) == 2
+
+
+def test_nodes_on_one_machine_are_never_configured_at_the_same_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    fleet, runs = recorded_runs(tmp_path, monkeypatch)
+    fleet = replace(fleet, addresses={"turn-1": "198.18.0.11", "turn-2": "198.18.0.11"})
+    fleet.push_all(print)
+    assert [(sorted(r["all"]["children"]["turn"]["hosts"]), sorted(r["all"]["children"]["signaling"]["hosts"]))
+            for r in runs] == [(["turn-1"], []), (["turn-2"], []), ([], ["turn-1"])]  # fmt: skip
 
 
 def test_a_provider_signaling_machine_key_and_wheelhouse_reach_the_signaling_run(
@@ -175,14 +224,16 @@ def test_a_provider_signaling_machine_key_and_wheelhouse_reach_the_signaling_run
     key, house = tmp_path / "id_ed25519", tmp_path / "wheelhouse"
     replace(fleet, private_key=key, signaling_node=machine, wheelhouse=house).push_all(print)
     groups = [run["all"]["children"] for run in runs]
-    assert [(sorted(g["turn"]["hosts"]), sorted(g["signaling"]["hosts"])) for g in groups] == [
+    # Three runs at once (each machine its own): their order is whichever started first.
+    assert sorted((sorted(g["turn"]["hosts"]), sorted(g["signaling"]["hosts"])) for g in groups) == [
+        ([], ["signaling"]),
         (["turn-1"], []),
         (["turn-2"], []),
-        ([], ["signaling"]),
     ]
-    signaling = groups[-1]["signaling"]
+    groups.sort(key=lambda g: sorted(g["turn"]["hosts"]))
+    signaling = groups[0]["signaling"]
     assert signaling["hosts"]["signaling"]["ansible_host"] == "198.18.0.10"
     assert signaling["hosts"]["signaling"]["ansible_ssh_private_key_file"] == str(key)
-    assert groups[0]["turn"]["hosts"]["turn-1"]["ansible_ssh_private_key_file"] == str(key)
+    assert groups[1]["turn"]["hosts"]["turn-1"]["ansible_ssh_private_key_file"] == str(key)
     assert signaling["vars"]["signaling_wheelhouse"] == str(house)
     assert signaling["vars"]["certbot_domains"] == ["signal.example.test"]
