@@ -59,6 +59,10 @@ def test_cloud_region_default_mapping(tmp_path: Path) -> None:
          "turnkit.toml: regions.eu.ssh_cidr: must not open SSH to the whole internet, got '0.0.0.0/0'"),
         ('[project]\ndomain = "bad domain!"\n', "turnkit.toml: project.domain: must be a DNS name (RFC 1123 labels), got 'bad domain!'"),
         ('[regions.EU]\nprovider = "aws"\n', "turnkit.toml: regions.EU: name must match ^[a-z][a-z0-9-]{0,31}$, got 'EU'"),
+        ('[meter]\ncentral_url_env = "X=$(id)"\n',
+         "turnkit.toml: meter.central_url_env: must be an environment variable name of A-Z, 0-9 and _ (not starting with a digit), got 'X=$(id)'"),
+        ('[signaling.jwt]\nsecret_env = "A\\nB"\n',
+         "turnkit.toml: signaling.jwt.secret_env: must be an environment variable name of A-Z, 0-9 and _ (not starting with a digit), got 'A\\nB'"),
     ],
 )  # fmt: skip
 def test_invalid_values_name_file_key_and_value(tmp_path: Path, text: str, message: str) -> None:

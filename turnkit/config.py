@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from turnkit.errors import ConfigError
-from turnkit.types import AbsolutePath, DnsName, Email, HostAddress, HttpsUrl, IpAddress, IpNetwork
+from turnkit.types import AbsolutePath, DnsName, Email, EnvName, HostAddress, HttpsUrl, IpAddress, IpNetwork
 
 DEFAULT_CONFIG_NAME = "turnkit.toml"
 
@@ -97,7 +97,7 @@ class Jwt(_Model):
     """How the signaling service authenticates clients (HS256 secret or RS/ES public key)."""
 
     algorithms: list[Literal["HS256", "RS256", "ES256"]] = ["HS256"]
-    secret_env: str = "TURNKIT_JWT_SECRET"
+    secret_env: EnvName = "TURNKIT_JWT_SECRET"
     public_key_file: str | None = None
     jwks_file: str | None = None
     audience: str | None = None
@@ -347,7 +347,7 @@ class Meter(_Model):
     statsdb_dbname: Annotated[int, Field(ge=0, le=15)] = 0
     #: TLS port of the central usage store on the signaling host.
     central_port: Port = 6380
-    central_url_env: str = "TURNKIT_METER_CENTRAL_URL"
+    central_url_env: EnvName = "TURNKIT_METER_CENTRAL_URL"
     buffer: str = "/var/lib/turnkit-meter/buffer.sqlite"
     flush_interval: Annotated[float, Field(gt=0, le=3600)] = 10.0
     metrics_port: Port = 9641

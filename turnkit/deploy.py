@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import sys
 import threading
 import time
@@ -383,7 +384,7 @@ def over_ssh(provider: Provider[Any], report: Report, progress: Progress) -> Non
     report.promoted = rollout(cfg, lambda: fleet.push_all(progress), lambda: fleet.push_signaling(progress), progress)
     report.ansible_changed = fleet.changed()
     usage_env = remote_meter.write_usage_env(cfg, region, keys, ca)
-    progress(f"usage: `set -a; . {usage_env}; set +a; turnkit usage --region {region}`")
+    progress(f"usage: `set -a; . {shlex.quote(str(usage_env))}; set +a; turnkit usage --region {region}`")
     progress("==> probe")
     report.nodes = probe(cfg, nodes, ca, progress)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from turnkit.meter import secret
 from turnkit.meter.gate import CA_ENV
 from turnkit.nodes import Node
 from turnkit.supervisor import Listen, Service
+from turnkit.types import env_name
 
 CENTRAL = "meter-central"
 #: The central store's config, shared with the signaling role (one template set).
@@ -204,5 +206,9 @@ def reader_env(cfg: Config, keys: Keys, ca: Path) -> dict[str, str]:
 
 
 def write_usage_env(paths: Paths, env: dict[str, str]) -> None:
-    """`set -a; . <state>/<region>/meter/usage.env` before `turnkit usage` (0600: it holds a password)."""
-    atomic_write(paths.usage_env, "".join(f"{k}={v}\n" for k, v in sorted(env.items())), mode=0o600)
+    """`set -a; . <state>/<region>/meter/usage.env` before `turnkit usage` (0600: it holds a password).
+    Values are quoted for the shell that sources the file (a project path may hold `$(…)` or spaces)."""
+    for key in env:
+        env_name(key)
+    text = "".join(f"{k}={shlex.quote(v)}\n" for k, v in sorted(env.items()))
+    atomic_write(paths.usage_env, text, mode=0o600)

@@ -85,6 +85,16 @@ def absolute_path(value: str) -> str:
     return value
 
 
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
+
+
+def env_name(value: str) -> str:
+    """An environment variable's name, as written in env files and systemd's EnvironmentFile=."""
+    if not _ENV_NAME.fullmatch(value):
+        raise ValueError("must be an environment variable name of A-Z, 0-9 and _ (not starting with a digit)")
+    return value
+
+
 def email(value: str) -> str:
     local, at, domain = value.rpartition("@")
     if len(value) > EMAIL_MAX or not at or not _EMAIL_LOCAL.fullmatch(local) or not _DNS_NAME.fullmatch(domain):
@@ -115,4 +125,5 @@ IpNetwork = Annotated[str, AfterValidator(ip_network)]
 HostAddress = Annotated[str, AfterValidator(host_address)]
 AbsolutePath = Annotated[str, AfterValidator(absolute_path)]
 Email = Annotated[str, AfterValidator(email)]
+EnvName = Annotated[str, AfterValidator(env_name)]
 HttpsUrl = Annotated[str, AfterValidator(https_url)]

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from tests.helpers import relay
+from tests.helpers.cli import sourced
 from tests.helpers.deploy import Site
 from turnkit import keyring, localmeter, localstack
 from turnkit.nodes import region_nodes
@@ -24,8 +25,7 @@ PACKETS = 300  # < 2048: coturn reports the traffic at close (docs/metering.md)
 def usage_env(site: Site) -> dict[str, str]:
     """The environment `set -a; . meter/usage.env` gives (the read-only user of the central store)."""
     lay = localstack.layout(site.load(), "local")
-    pairs = (line.split("=", 1) for line in lay.meter.usage_env.read_text().splitlines())
-    return {**os.environ, **dict(pairs)}
+    return {**os.environ, **sourced(lay.meter.usage_env)}
 
 
 def usage_row(site: Site, user: str, sent: int, timeout: float = 30.0) -> dict[str, int]:

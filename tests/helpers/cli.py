@@ -26,3 +26,13 @@ def run_cli(
         check=False,
         env=env,
     )
+
+
+def sourced(env_file: Path) -> dict[str, str]:
+    """What `set -a; . ENV_FILE` exports, read back from a real shell (the way operators use it)."""
+    out = subprocess.run(
+        ["sh", "-c", 'set -a; . "$1"; exec env -0', "sh", str(env_file)],
+        capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"}, check=True,
+    )  # fmt: skip
+    pairs = (item.split("=", 1) for item in out.stdout.split("\0") if "=" in item)
+    return {k: v for k, v in pairs if k not in ("PATH", "PWD", "SHLVL", "_", "OLDPWD")}

@@ -31,6 +31,7 @@ import jwt
 import pytest
 import websockets
 
+from tests.helpers.cli import sourced
 from tests.lab.conftest import JWT_SECRET, LabSite
 from tests.turnclient import Inbox
 from turnkit import config, credentials, keyring
@@ -111,8 +112,7 @@ def usage_env(site: LabSite) -> dict[str, str]:
     """What deploy wrote for `turnkit usage`: the read-only user's URL and the lab's CA (0600)."""
     path = site.root / ".turnkit/regions/lab/meter/usage.env"
     assert path.stat().st_mode & 0o077 == 0
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {**os.environ, **dict(pairs)}
+    return {**os.environ, **sourced(path)}
 
 
 def usage_command(site: LabSite) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import httpx
@@ -93,3 +94,26 @@ def test_gate_fails_open_and_backs_off_when_the_store_is_down(tmp_path: Path) ->
     assert gate.decide("alice", "local") == Decision(Turn.OK, "local")
     assert gate._down_until == now[0] + 30  # the next 30 s of requests do not wait on the store
     assert gate.decide("bob", "local") == Decision(Turn.OK, "local")
+
+
+@pytest.mark.parametrize(
+    ("url", "ca", "message"),
+    [
+        ("rediss://usage:pw@127.0.0.1:1/0", "missing.pem", "cannot read the CA file"),
+        ("rediss://usage:pw@127.0.0.1:1/0", ".", "cannot read the CA file"),  # a directory
+        ("redis://usage:pw@127.0.0.1:1/0", "ca.pem", "a CA file needs a rediss:// (TLS) URL"),
+    ],
+)
+def test_a_bad_store_ca_is_an_error_at_start_not_quotas_quietly_off(
+    tmp_path: Path, url: str, ca: str, message: str
+) -> None:
+    """Before, redis-py met the CA only at the first connection: a TypeError (plain URL) or an OSError
+    the gate took for an outage, so every answer went out without quotas."""
+    from turnkit.errors import TurnkitError
+    from turnkit.meter.gate import CA_ENV, from_environment
+
+    cfg = write_config(tmp_path, quotas={"user_monthly_gb": 0.000001})
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    with pytest.raises(TurnkitError, match=re.escape(message)) as caught:
+        from_environment(cfg, {cfg.meter.central_url_env: url, CA_ENV: str(tmp_path / ca)})
+    assert "pw" not in str(caught.value)

@@ -7,6 +7,7 @@ import hashlib
 from pathlib import Path
 
 from tests import daemons
+from tests.helpers.cli import sourced
 from turnkit import ansible, deploy, keyring, localmeter
 from turnkit.meter import remote
 from turnkit.nodes import Node
@@ -61,8 +62,7 @@ def test_the_master_secret_and_usage_env_are_private(tmp_path: Path) -> None:
     env = remote.write_usage_env(f.cfg, "eu", f.meter, ca)
     assert remote.paths(f.cfg, "eu").master.stat().st_mode & 0o777 == 0o600
     assert env.stat().st_mode & 0o777 == 0o600
-    lines = dict(line.split("=", 1) for line in env.read_text().splitlines())
-    assert lines == {
+    assert sourced(env) == {
         f.cfg.meter.central_url_env: f"rediss://usage:{f.meter.central('usage')}@call.example.test:"
         f"{f.cfg.meter.central_port}/0",
         "TURNKIT_METER_CENTRAL_CA": str(ca.resolve()),
@@ -72,3 +72,17 @@ def test_the_master_secret_and_usage_env_are_private(tmp_path: Path) -> None:
         "signaling_usage_store_ca_pem": "-----BEGIN CERTIFICATE-----\n",
     }
     assert remote.ca_vars(None) == {}
+
+
+def test_usage_env_is_quoted_for_the_shell_that_sources_it(tmp_path: Path) -> None:
+    """A project path is the operator's: `$(…)`, quotes and spaces in it must stay text when
+    `set -a; . usage.env` runs (it ran commands when the file held bare K=V lines)."""
+    root = tmp_path / "my proj $(touch pwned) `touch pwned2` 'q'"
+    root.mkdir()
+    f = fleet(root)
+    assert f.meter is not None
+    ca = root / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    env = remote.write_usage_env(f.cfg, "eu", f.meter, ca)
+    assert sourced(env)["TURNKIT_METER_CENTRAL_CA"] == str(ca.resolve())
+    assert not list(tmp_path.rglob("pwned*")) and not list(Path.cwd().glob("pwned*"))

@@ -11,12 +11,15 @@ batch resent after an outage or a lost acknowledgement is counted once. Layout:
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
 import redis
 
+from turnkit.config import shown
+from turnkit.errors import TurnkitError
 from turnkit.meter.ledger import Usage
 
 PREFIX = "turnkit:usage"
@@ -76,8 +79,14 @@ class Central:
 
     @classmethod
     def from_url(cls, url: str, ca_file: str | None = None, timeout: float = 5.0) -> Central:
+        """A client of the store at `url`; a CA file goes with `rediss://` only and must be readable now
+        (redis-py reads it at the first connection, where a mistake would look like an outage)."""
         kw: dict[str, object] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
         if ca_file:
+            if not url.startswith("rediss://"):
+                raise TurnkitError("central usage store: a CA file needs a rediss:// (TLS) URL")
+            if not os.access(ca_file, os.R_OK) or not os.path.isfile(ca_file):
+                raise TurnkitError(f"central usage store: cannot read the CA file {shown(ca_file)}")
             kw["ssl_ca_certs"] = ca_file
         return cls(redis.Redis.from_url(url, **kw))
 
