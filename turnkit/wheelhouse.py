@@ -154,7 +154,7 @@ def build(dest: Path, progress: Callable[[str], None], cache: Path | None = None
     """Fill `dest` (emptied first) with turnkit's wheel and the wheels of its runtime dependencies."""
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
-    progress(f"building the wheelhouse for the signaling host in {dest}")
+    progress(f"building the wheelhouse (turnkit and its dependencies, for every host) in {dest}")
     wheel = turnkit_wheel(dest)
     deps = dependencies(wheel, constraints(), cache or cache_root(), progress)
     for dep in deps.glob("*.whl"):

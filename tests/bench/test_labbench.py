@@ -30,6 +30,13 @@ def test_changed_tasks_per_host_and_seconds_per_task_are_summed_over_runs() -> N
     assert lab.slowest(tasks, 2) == [(wheelhouse, 26.89), ("certbot : Install the certbot package", 15.25 + 4.76)]
 
 
+def test_lines_of_parallel_runs_count_without_their_run_label() -> None:
+    prefixed = "".join(
+        f"[{'turn-1' if i < 10 else 'signaling'}] {line}\n" for i, line in enumerate(DEPLOY.splitlines())
+    )
+    assert lab.parse_ansible(prefixed) == lab.parse_ansible(DEPLOY)
+
+
 def test_exposure_is_read_from_systemd_analyze_security() -> None:
     text = "✗ UMask=   Files created by service are world-readable by default  0.1\n\n"
     text += "→ Overall exposure level for turnkit-signaling@8080.service: 1.2 OK 🙂\n"
