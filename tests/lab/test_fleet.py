@@ -136,16 +136,21 @@ def test_nginx_spreads_websocket_connections_over_the_signaling_instances(fleet:
 # -- browsers behind symmetric NAT (bench/labcall.py: the runner `make lab` and bench/lab.py use) --
 
 
+#: How long the STUN-only call gets to connect (it must not).
+STUN_ONLY_WAIT_S = 20.0
+
+
 async def test_without_turn_the_natted_browsers_cannot_connect(fleet: LabSite, tmp_path: Path) -> None:
     # The page does not give up on a failed call: its watchdog fetches fresh ICE servers and restarts
-    # ICE, so there is no final error to wait for. Give the call the time a relayed one needs (they
-    # connect in seconds), then check that nothing ever got through.
+    # ICE, so there is no final error to wait for. Give the call many times what a relayed one needs
+    # (they connect in under a second here: p90 < 1 s in docs/benchmarks.md § 6), then check that
+    # nothing ever got through.
     async with labcall.homes(fleet.provider(), JWT_SECRET, tmp_path) as homes:
         pages = [(await homes.page(k, who, [labcall.STUN_ONLY]))[1] for k, who in enumerate(("ann", "ben"))]
         for page in pages:
             await page.fill("#room", "nat-stun-only")
             await page.click("#join")
-        await asyncio.sleep(labcall.CALL_TIMEOUT_MS / 1000)
+        await asyncio.sleep(STUN_ONLY_WAIT_S)
         for page in pages:
             state = await labcall.demo_state(page)
             assert state["state"] != "connected"

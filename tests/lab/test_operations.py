@@ -278,6 +278,7 @@ async def test_a_restarting_config_change_drains_the_node_first(
         hostname = fleet.provider().nodes()[0].hostname
         for i in range(3):  # the deploy waits: the node stays marked, coturn keeps its PID and the relay
             assert draining(fleet, "turn-1")
+            assert not draining(fleet, "turn-2")  # its restart waits its turn: never two nodes out at once
             assert hostname not in ice_hostnames(fleet)
             assert coturn_pid(fleet, TURN_1) == pid
             await relayed(ta, rb, inbox_b, f"still relayed {i}".encode())
