@@ -113,10 +113,14 @@ def _ingress(group: dict[str, Any]) -> set[tuple[str, int, int, str]]:
 
 
 def test_security_group_opens_turn_ports_and_ssh_only_from_operator(aws_env: str, tmp_path: Path) -> None:
+    """…and the usage store's port only from the region's own nodes (their meters, the quota gate)."""
     cfg = config_mod.load(write_config(tmp_path, "\n[ports]\ntls_443 = true\n"))
-    provider_for(cfg, "eu").apply(lambda _: None)
+    nodes = provider_for(cfg, "eu").apply(lambda _: None)
     (group,) = ec2().describe_security_groups(Filters=tagged())["SecurityGroups"]
+    central = cfg.meter.central_port
+    assert len(nodes) == 2 and all(n.public_ip for n in nodes)
     assert _ingress(group) == {
+        *{("tcp", central, central, f"{n.public_ip}/32") for n in nodes},
         ("udp", 3478, 3478, "0.0.0.0/0"),
         ("tcp", 3478, 3478, "0.0.0.0/0"),
         ("tcp", 5349, 5349, "0.0.0.0/0"),
@@ -182,25 +186,37 @@ def test_crash_after_launch_is_adopted_not_duplicated(aws_env: str, tmp_path: Pa
     state_file(cfg, "eu").unlink()
 
     plan = changes(provider_for(cfg, "eu").plan())
-    assert [str(a) for a in plan] == ["create elastic-ip turn-2"]
+    central = cfg.meter.central_port
+    assert [str(a) for a in plan] == [  # the released address no longer reaches the usage store
+        f"update security-group {plan[0].name} (remove {central}/tcp from {address['PublicIp']}/32)",
+        "create elastic-ip turn-2",
+    ]
     nodes = provider_for(cfg, "eu").apply(lambda _: None)
     assert inventory() == {"security_groups": 1, "key_pairs": 1, "instances": 2, "addresses": 2}
     assert next(i for i in live_instances() if _tag(i, TAG_NODE) == "turn-2")["InstanceId"] == turn2["InstanceId"]
     assert region_nodes(cfg, "eu") == nodes
+    assert not changes(provider_for(cfg, "eu").plan())  # the new address's rule came with it
 
 
 def test_scale_down_removes_only_the_extra_node(aws_env: str, tmp_path: Path) -> None:
+    """…and its way into the usage store (the security group's rule for its address)."""
     cfg = config_mod.load(write_config(tmp_path))
-    provider_for(cfg, "eu").apply(lambda _: None)
+    before = provider_for(cfg, "eu").apply(lambda _: None)
     (tmp_path / "turnkit.toml").write_text((tmp_path / "turnkit.toml").read_text().replace("nodes = 2", "nodes = 1"))
     cfg = config_mod.load(tmp_path / "turnkit.toml")
-    assert [str(a).split(" (")[0] for a in changes(provider_for(cfg, "eu").plan())] == [
-        "delete instance turn-2",
-        "delete elastic-ip turn-2",
+    plan = changes(provider_for(cfg, "eu").plan())
+    central = cfg.meter.central_port
+    assert [str(a) for a in plan] == [
+        f"update security-group {plan[0].name} (remove {central}/tcp from {before[1].public_ip}/32)",
+        f"delete instance turn-2 ({plan[1].detail})",
+        f"delete elastic-ip turn-2 ({before[1].public_ip})",
     ]
     nodes = provider_for(cfg, "eu").apply(lambda _: None)
     assert [n.name for n in nodes] == ["turn-1"]
     assert inventory() == {"security_groups": 1, "key_pairs": 1, "instances": 1, "addresses": 1}
+    (group,) = ec2().describe_security_groups(Filters=tagged())["SecurityGroups"]
+    assert {r for r in _ingress(group) if r[1] == central} == {("tcp", central, central, f"{nodes[0].public_ip}/32")}
+    assert not changes(provider_for(cfg, "eu").plan())
 
 
 def test_route53_records_follow_the_nodes(aws_env: str, tmp_path: Path) -> None:

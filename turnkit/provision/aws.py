@@ -9,8 +9,9 @@ The endpoint is boto3's own business (`AWS_ENDPOINT_URL` is honoured by boto3 it
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,8 +55,11 @@ def _first_line(text: str, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def desired_rules(cfg: Config, region: str) -> set[Rule]:
-    """Ingress the nodes need (RFC 8656 ports, relay range, HTTP-01), SSH only from the operator CIDR."""
+def desired_rules(cfg: Config, region: str, node_ips: Iterable[str] = ()) -> set[Rule]:
+    """Ingress the nodes need (RFC 8656 ports, relay range, HTTP-01), SSH only from the operator CIDR,
+    and the central usage store (`[meter] central_port`, on the signaling host: the first node) only
+    from the region's own nodes' addresses: their meters ship usage there, and the signaling host's
+    quota gate reads it through its public name (docs/metering.md)."""
     ports, anywhere = cfg.ports, "0.0.0.0/0"
     rules: set[Rule] = {
         ("udp", ports.listening, ports.listening, anywhere),
@@ -71,6 +75,8 @@ def desired_rules(cfg: Config, region: str) -> set[Rule]:
     ssh_cidr = cfg.region(region).ssh_cidr
     if ssh_cidr:
         rules.add(("tcp", 22, 22, ssh_cidr))
+    central = cfg.meter.central_port
+    rules.update(("tcp", central, central, f"{ipaddress.IPv4Address(ip)}/32") for ip in node_ips)
     return rules
 
 
@@ -266,9 +272,13 @@ class AwsProvider(Provider[Found]):
         found = self.find()
         return Diff(self._actions(found), found)
 
+    def _node_ips(self, found: Found) -> list[str]:
+        """The Elastic IPs of the nodes the region keeps (known so far: new ones come at apply)."""
+        return [str(found.addresses[n]["PublicIp"]) for n in self.wanted() if n in found.addresses]
+
     def _actions(self, found: Found) -> list[Action]:
         actions: list[Action] = []
-        want = desired_rules(self.cfg, self.region)
+        want = desired_rules(self.cfg, self.region, self._node_ips(found))
         if found.group is None:
             actions.append(Action("create", "security-group", self.base_name, _describe_rules(want)))
         else:
@@ -329,9 +339,10 @@ class AwsProvider(Provider[Found]):
 
     def _execute(self, diff: Diff[Found], progress: Progress) -> list[Node]:
         """Carry out the plan: the group and key pair, the plan's deletions and launches, then converge
-        each node's address and DNS name (which depend on instance ids known only after launch)."""
+        each node's address and DNS name (which depend on instance ids known only after launch), and
+        last the usage store's rule, which names every node's address."""
         found = diff.found
-        group_id = self._ensure_group(found, progress)
+        group_id, rules = self._ensure_group(found, progress)
         key_name = self._ensure_key_pair(found, progress)
         self._remove_extra(diff, progress)
         image: dict[str, Any] | None = None
@@ -351,12 +362,16 @@ class AwsProvider(Provider[Found]):
             if self.spec.route53_zone:
                 hostname = self._ensure_record(node, public_ip, found, progress)
             nodes.append(Node(node, self.region, hostname, public_ip, inst.get("PrivateIpAddress")))
+        # The usage store's rule names every node's address, which new nodes got only just now.
+        ips = [n.public_ip for n in nodes if n.public_ip]
+        self._converge_rules(group_id, rules, desired_rules(self.cfg, self.region, ips), progress)
         record_nodes(self.cfg, self.region, nodes)
         progress(f"{self.where}: {len(nodes)} node(s) ready")
         return nodes
 
-    def _ensure_group(self, found: Found, progress: Progress) -> str:
-        want = desired_rules(self.cfg, self.region)
+    def _ensure_group(self, found: Found, progress: Progress) -> tuple[str, set[Rule]]:
+        """The group, with the rules known before any launch; returns its id and rules."""
+        want = desired_rules(self.cfg, self.region, self._node_ips(found))
         if found.group is None:
             with self.step("create security group"):
                 group_id = str(
@@ -371,6 +386,10 @@ class AwsProvider(Provider[Found]):
         else:
             group_id = str(found.group["GroupId"])
             have = rules_of(found.group)
+        self._converge_rules(group_id, have, want, progress)
+        return group_id, want
+
+    def _converge_rules(self, group_id: str, have: set[Rule], want: set[Rule], progress: Progress) -> None:
         if want - have:
             with self.step("authorize security group ingress"):
                 self.ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=_permissions(want - have))
@@ -379,7 +398,6 @@ class AwsProvider(Provider[Found]):
             with self.step("revoke security group ingress"):
                 self.ec2.revoke_security_group_ingress(GroupId=group_id, IpPermissions=_permissions(have - want))
             progress(f"closed {_describe_rules(have - want)}")
-        return group_id
 
     def _ensure_key_pair(self, found: Found, progress: Progress) -> str:
         if found.key_pair is not None:
