@@ -64,6 +64,10 @@ ANSIBLE_ENV: dict[str, str] = {
     # One SSH round trip per task instead of three (put the module, run it, remove it); the hosts'
     # sudo must not require a tty (Debian's default).
     "ANSIBLE_PIPELINING": "1",
+    # Less CPU per task on both ends: modules travel as a stored (uncompressed) zip, and SSH keeps its
+    # shared connection but drops compression (Ansible's default ssh_args add -C).
+    "ANSIBLE_MODULE_COMPRESSION": "ZIP_STORED",
+    "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=60s",
 }
 
 _TASK = re.compile(r"^(?:TASK|RUNNING HANDLER) \[(?P<task>.*)\] \*+$")
