@@ -96,10 +96,15 @@ def _lab_rank(item: pytest.Item) -> int:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Order the lab's users (this hook sees every collected item, lab or not): the slots held by
-    items that use a lab are refilled with the same items, `lab_site` ones first, then the fleet's
+    tests/lab items that use a lab are refilled with the same items, `lab_site` ones first, then the fleet's
     readers, then the modules that change it, each group in collection order; every other item
     keeps its place."""
-    slots = [i for i, item in enumerate(items) if {"lab_site", "fleet"} & set(getattr(item, "fixturenames", ()))]
+    here = Path(__file__).parent
+    slots = [
+        i
+        for i, item in enumerate(items)
+        if item.path.is_relative_to(here) and {"lab_site", "fleet"} & set(getattr(item, "fixturenames", ()))
+    ]  # other directories have fixtures of their own named `fleet` (tests/ops: local coturn nodes)
     ordered = sorted((items[i] for i in slots), key=_lab_rank)  # stable: collection order within a group
     for i, item in zip(slots, ordered, strict=True):
         items[i] = item
