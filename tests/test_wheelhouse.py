@@ -57,4 +57,4 @@ def test_the_archive_holds_every_wheel_and_is_byte_identical_for_identical_wheel
         assert extracted is not None and extracted.read() == b"bee"
     (house / "b-1.0-py3-none-any.whl").write_bytes(b"new code, same version")
     assert wheelhouse.archive(house).read_bytes() != first
-    assert not list(tmp_path.glob(".house.tar-*"))  # no temp file left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["house", "house.tar"]  # no temp file left behind

@@ -284,9 +284,6 @@ class Fleet:
     def _run_all(self, jobs: Sequence[_Job]) -> list[ansible.RunResult]:
         """The jobs' runs at the same time (each configures machines of its own), output line-prefixed;
         the first failure is raised once every run has ended."""
-        if len(jobs) == 1:
-            job = jobs[0]
-            return [self._run(job.turn, job.signaling, extra=job.extra)]
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_RUNS, len(jobs))) as pool:
             futures = [
                 pool.submit(self._run, job.turn, job.signaling, extra=job.extra, stream=_Prefixed(job.label))

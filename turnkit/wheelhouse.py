@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import io
 import json
 import os
 import re
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from turnkit import __version__
 from turnkit.errors import TurnkitError
+from turnkit.fsutil import atomic_write
 
 
 class WheelhouseError(TurnkitError):
@@ -174,14 +176,9 @@ def archive(house: Path) -> Path:
     and reports `changed` only when a wheel changed, which is what triggers a reinstall there.
     """
     target = house.with_name(house.name + ".tar")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}-", dir=house.parent)
-    try:
-        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-            for wheel in sorted(house.glob("*.whl")):
-                tar.add(wheel, arcname=wheel.name, recursive=False, filter=_normalized)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for wheel in sorted(house.glob("*.whl")):
+            tar.add(wheel, arcname=wheel.name, recursive=False, filter=_normalized)
+    atomic_write(target, raw.getvalue(), mode=0o644)
     return target
