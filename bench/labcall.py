@@ -2,8 +2,8 @@
 
 Two homes behind symmetric NAT boxes (`turnkit.lab.nat`) each run headless Chromium (the Debian
 package, started by Playwright through a wrapper that enters the home's namespace); the browsers
-trust pebble's root through their own NSS database, resolve only the lab's names (host-resolver
-rules) and open the demo page over HTTPS through NGINX on the signaling host. A call is two fresh
+trust pebble's root through their own NSS database, resolve names through the lab's DNS server
+(the homes' resolv.conf) and open the demo page over HTTPS through NGINX on the signaling host. A call is two fresh
 pages joining one room with the page's default policy (`all`); its setup time is taken in the
 pages (bench/browser.py's init script): the second `join-room` frame → both connections up.
 
@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +34,7 @@ from playwright.async_api import Error as PlaywrightError
 from bench.browser import CHROMIUM, CHROMIUM_ARGS, INSTRUMENT
 from turnkit import config as config_mod
 from turnkit.lab import nat
+from turnkit.lab.topology import BRIDGE_IP
 from turnkit.provision.lab import SIGNALING_HOST, LabProvider, ssh_key
 
 CALL_TIMEOUT_MS = 60_000
@@ -62,8 +63,20 @@ STUN_ONLY = """(() => {
   window.RTCPeerConnection.prototype = Native.prototype;
 })();"""
 
-#: nft matches each NAT box drops from its home, by call mode ("udp-blocked": only turns: on 5349 gets out).
-BLOCKED: dict[str, tuple[str, ...]] = {"udp-blocked": ("meta l4proto udp", "tcp dport 3478")}
+#: nft matches each NAT box drops from its home, by call mode ("udp-blocked": no UDP but DNS queries to
+#: the lab's resolver, no plain TURN/TCP: of turnkit's ICE servers only turns: on 5349 gets out).
+BLOCKED: dict[str, tuple[str, ...]] = {
+    "udp-blocked": (f"meta l4proto udp ip daddr != {BRIDGE_IP}", "udp dport != 53", "tcp dport 3478"),
+}
+
+#: The candidate types the page's RTCPeerConnection gathered on its own side (getStats()).
+LOCAL_CANDIDATE_TYPES = """async () => {
+  const types = new Set();
+  (await window.turnkitDemo.pc.getStats()).forEach((r) => {
+    if (r.type === "local-candidate") types.add(r.candidateType);
+  });
+  return [...types].sort();
+}"""
 
 
 # -- one browser per home ----------------------------------------------------------------------
@@ -86,11 +99,6 @@ def prepare_profile(home: Path, namespace: str, ca: Path) -> Path:
     wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {namespace} env HOME={home} {CHROMIUM} "$@"\n')
     wrapper.chmod(0o755)
     return wrapper
-
-
-def resolver_rules(names: Mapping[str, str]) -> str:
-    """Chromium's host-resolver rules: the lab's names to their addresses, everything else NOTFOUND."""
-    return ",".join([*(f"MAP {name} {ip}" for name, ip in names.items()), "MAP * ~NOTFOUND"])
 
 
 def token(secret: str, sub: str, ttl: int = 900) -> str:
@@ -132,6 +140,12 @@ async def demo_state(page: Page) -> dict[str, Any]:
     return state
 
 
+async def local_candidate_types(page: Page) -> list[str]:
+    """The candidate types (`host`, `srflx`, `relay`) the page's connection gathered on its side."""
+    types: list[str] = await page.evaluate(LOCAL_CANDIDATE_TYPES)
+    return types
+
+
 @dataclass(frozen=True)
 class Homes:
     """Two browsers, each in its home behind its own NAT, and where the demo page is."""
@@ -157,8 +171,6 @@ async def homes(provider: LabProvider, secret: str, workdir: Path, mode: str = "
     ca = provider.ca_file()
     if ca is None:
         raise RuntimeError(f"lab region `{provider.region}` has no ACME root yet: deploy it first")
-    names = {h.hostname: topo.host(h.name).ip for h in spec.hosts}
-    rules = f"--host-resolver-rules={resolver_rules(names)}"
     async with async_playwright() as pw:
         browsers: list[Browser] = []
         try:
@@ -166,7 +178,7 @@ async def homes(provider: LabProvider, secret: str, workdir: Path, mode: str = "
                 home = nat.Home(k, spec.lab)
                 nat.up(topo, home, drop=BLOCKED.get(mode, ()))
                 wrapper = prepare_profile(workdir / f"home{k}", home.home_ns, ca)
-                browsers.append(await pw.chromium.launch(executable_path=str(wrapper), args=[*CHROMIUM_ARGS, rules]))
+                browsers.append(await pw.chromium.launch(executable_path=str(wrapper), args=CHROMIUM_ARGS))
             yield Homes(browsers, f"https://{spec.hosts[0].hostname}/", secret)  # the signaling host: server_name
         finally:
             for browser in browsers:

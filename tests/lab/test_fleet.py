@@ -157,6 +157,9 @@ async def test_without_turn_the_natted_browsers_cannot_connect(fleet: LabSite, t
             assert state["stats"] is None or state["stats"]["framesDecoded"] == 0
             urls = [u for s in state["iceServers"] for u in s["urls"]]
             assert any(u.startswith("turn:") for u in urls)  # turnkit offered TURN; the page kept only STUN
+            # Each browser did reach the STUN server through its NAT and learned its mapped address:
+            # the call fails because symmetric NAT maps each destination to a new port, not for want of STUN.
+            assert await labcall.local_candidate_types(page) == ["host", "srflx"]
 
 
 @pytest.mark.parametrize("mode", ["all", "udp-blocked"])
@@ -167,3 +170,5 @@ async def test_the_natted_browsers_connect_through_a_relay(fleet: LabSite, mode:
     assert call.setup_ms > 0
     if mode == "udp-blocked":
         assert call.local == "relay" and call.protocol == "tls", call
+    else:  # UDP gets out: the relay is reached the way TURN prefers (RFC 8656 §3.1), not over TCP
+        assert call.protocol == "udp", call

@@ -103,6 +103,12 @@ def test_homes_sit_outside_the_bridge_block_and_nat_boxes_on_it() -> None:
     home = nat.Home(1, "tk123456")
     assert (home.wan_ip, home.home_ip, str(home.lan)) == ("198.18.0.201", "198.19.1.2", "198.19.1.0/24")
     assert topology.in_lab(home.home_ip)
+    # whatever runs in the home (`ip netns exec`) resolves through the lab's DNS server only
+    assert home.etc == nat.NETNS_ETC / "tk123456-home1"
+    assert nat.resolv_conf().splitlines()[0] == f"nameserver {topology.BRIDGE_IP}"
+    assert [line for line in nat.resolv_conf().splitlines() if line.startswith("nameserver")] == [
+        f"nameserver {topology.BRIDGE_IP}"
+    ]
 
 
 LAB_TOML = """

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from turnkit.lab import acme, apt, daemon, host, hostsfile, image, network
+from turnkit.lab import acme, apt, daemon, host, hostsfile, image, nat, network
 from turnkit.lab.sh import LabError, need
 from turnkit.lab.topology import Topology, topology
 
@@ -160,6 +160,7 @@ def down(spec: LabSpec, progress: Progress) -> list[str]:
     if spec.dir.exists():
         removed += [f"mount {p}" for p in host.unmount(spec.dir)]
     removed += network.down(spec.lab)
+    removed += nat.forget(spec.lab)
     if hostsfile.withdraw(spec.lab):
         removed.append("names in /etc/hosts")
     if spec.dir.exists():
@@ -174,6 +175,7 @@ def leftovers(spec: LabSpec) -> list[str]:
     found += [f"mount {p}" for p in host.lab_mounts(spec.dir)] if spec.dir.exists() else []
     found += [f"netns {n}" for n in network.namespaces(spec.lab)]
     found += [f"link {n}" for n in network.links(spec.lab)]
+    found += [f"dir {d}" for d in nat.etc_dirs(spec.lab)]
     found += [f"process {n}" for n in SERVICES if daemon.running_pid(spec.services / f"{n}.pid", PROGRAMS[n])]
     found += [f"process {pid}" for pid in daemon.in_dir(spec.services)]
     if hostsfile.markers(spec.lab)[0] in hostsfile.HOSTS.read_text():

@@ -4,17 +4,28 @@ The NAT box masquerades with `fully-random` (a new mapped port per destination: 
 and forwards only LAN→WAN plus established/related replies, so nothing on the bridge can open a
 path into the home; `drop` refuses more from the home (all UDP, say, so only TCP/TLS gets out).
 Forwarding is enabled inside the NAT namespace only; the host's `ip_forward` stays 0.
+
+A home resolves names like a home network does, through a DNS server: the lab's (challtestsrv on
+the bridge), named in `/etc/netns/<home>/resolv.conf`, which `ip netns exec` puts in place of
+/etc/resolv.conf for whatever runs in the home. (Chromium's WebRTC resolves STUN and UDP TURN
+server names through DNS alone: without it a browser gathers no server-reflexive candidate.)
 """
 
 from __future__ import annotations
 
 import ipaddress
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+from turnkit.fsutil import atomic_write
 from turnkit.lab import network
 from turnkit.lab.sh import run
-from turnkit.lab.topology import BRIDGE_NET, FIRST_NAT, HOME_NET, Topology
+from turnkit.lab.topology import BRIDGE_IP, BRIDGE_NET, FIRST_NAT, HOME_NET, Topology
+
+#: Per-namespace files `ip netns exec` mounts over /etc (iproute2's convention).
+NETNS_ETC = Path("/etc/netns")
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,10 @@ class Home:
     @property
     def home_ip(self) -> str:
         return str(self.lan[2])
+
+    @property
+    def etc(self) -> Path:
+        return NETNS_ETC / self.home_ns
 
 
 def ruleset(drop: Sequence[str] = ()) -> str:
@@ -99,3 +114,24 @@ def up(topo: Topology, home: Home, drop: Sequence[str] = ()) -> None:
     run(["ip", "netns", "exec", home.nat_ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
     run(["ip", "netns", "exec", home.nat_ns, "nft", "-f", "-"], input_=ruleset(drop))
     network.assert_no_forwarding()  # the namespace's switch is its own; the host's is untouched
+    home.etc.mkdir(parents=True, exist_ok=True)
+    atomic_write(home.etc / "resolv.conf", resolv_conf())
+
+
+def resolv_conf() -> str:
+    """The homes' resolver: the lab's DNS server on the bridge, nothing else."""
+    return f"nameserver {BRIDGE_IP}\noptions timeout:2 attempts:2\n"
+
+
+def etc_dirs(lab: str) -> list[Path]:
+    """The lab's per-namespace /etc directories still on the machine."""
+    return sorted(NETNS_ETC.glob(f"{lab}-*")) if NETNS_ETC.is_dir() else []
+
+
+def forget(lab: str) -> list[str]:
+    """Remove the lab's per-namespace /etc directories (the namespaces go with `network.down`)."""
+    removed = []
+    for d in etc_dirs(lab):
+        shutil.rmtree(d)
+        removed.append(f"dir {d}")
+    return removed
