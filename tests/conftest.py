@@ -41,6 +41,7 @@ DAEMON_PARAMS: dict[str, frozenset[object]] = {"backend": frozenset({"redis"})}
 #: Modules whose every test starts a daemon (paths relative to tests/).
 DAEMON_MODULES = frozenset(
     {
+        "ansible/test_fastpath.py",  # ansible-playbook, connection local, files in a temporary dir
         "ansible/test_site.py",  # ansible-playbook against the chroot
         "bench/test_smoke.py",  # python -m bench: every benchmark server
         "certs/test_certbot_pebble.py",  # pebble + certbot

@@ -70,6 +70,14 @@ ANSIBLE_ENV: dict[str, str] = {
     "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=60s",
 }
 
+
+def plugin_env() -> dict[str, str]:
+    """Where the roles' action plugins are (`turnkit_copy`, `turnkit_template`, `turnkit_file`: the
+    builtins with a cheap check for a path that needs nothing, turnkit.fastpath). site.yml finds them
+    beside itself; a play of one's own that uses the roles needs this too."""
+    return {"ANSIBLE_ACTION_PLUGINS": str(resources.playbook_dir() / "action_plugins")}
+
+
 _TASK = re.compile(r"^(?:TASK|RUNNING HANDLER) \[(?P<task>.*)\] \*+$")
 _FAILED = re.compile(
     r"^(?:fatal|failed): \[(?P<host>[^\]]+)\](?: \(item=.*\))?: (?P<kind>FAILED|UNREACHABLE)! => (?P<rest>.*)$"
@@ -403,7 +411,7 @@ def run_playbook(
             "-e", f"@{work / 'secrets.json'}",
             str(book),
         ]  # fmt: skip
-        env = {**os.environ, **ANSIBLE_ENV, "ANSIBLE_LOCAL_TEMP": str(work / "tmp")}
+        env = {**os.environ, **ANSIBLE_ENV, **plugin_env(), "ANSIBLE_LOCAL_TEMP": str(work / "tmp")}
         return _run(argv, env, out, timeout, work)
 
 

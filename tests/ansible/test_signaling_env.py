@@ -53,7 +53,8 @@ def run_configure(tmp: Path, extra: dict[str, Any]) -> subprocess.CompletedProce
     secrets = tmp / "vars.json"
     secrets.write_text(json.dumps(role_vars))
     secrets.chmod(0o600)
-    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(resources.playbook_dir() / "roles"), "ANSIBLE_NOCOLOR": "1"}
+    env = {**os.environ, **ansible.plugin_env(), "ANSIBLE_ROLES_PATH": str(resources.playbook_dir() / "roles")}
+    env["ANSIBLE_NOCOLOR"] = "1"
     return subprocess.run(
         [ansible.ansible_playbook(), "-i", "localhost,", "-c", "local", "-e", f"@{secrets}", str(tmp / "play.yml")],
         capture_output=True, text=True, timeout=300, env=env, stdin=subprocess.DEVNULL,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import shutil
 import socket
 import ssl
@@ -267,7 +268,7 @@ def test_lint_passes() -> None:
     lint = Path(ansible.ansible_playbook()).with_name("ansible-lint")
     result = subprocess.run(
         [str(lint), "--offline", "playbooks/"], capture_output=True, text=True, timeout=600,
-        cwd=resources.playbook_dir().parent,
+        cwd=resources.playbook_dir().parent, env={**os.environ, **ansible.plugin_env()},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 

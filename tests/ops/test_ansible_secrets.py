@@ -49,6 +49,7 @@ def run(tmp: Path, secrets: list[str]) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         **ansible.ANSIBLE_ENV,
+        **ansible.plugin_env(),
         "ANSIBLE_ROLES_PATH": str(resources.playbook_dir() / "roles"),
         "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible-tmp"),
         "ANSIBLE_LOCALHOST_WARNING": "0",
