@@ -7,7 +7,6 @@ of relative paths to file contents goes out. Context keys equal the Ansible role
 from __future__ import annotations
 
 import ipaddress
-import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import jinja2
 from turnkit import __version__
 from turnkit.config import Config
 from turnkit.errors import RenderError
+from turnkit.filters import FILTERS, UnsafeValueError
 from turnkit.nodes import Node
 
 HEADER = f"Managed by turnkit {__version__}; local changes are overwritten on the next render or deploy."
@@ -73,33 +73,6 @@ CIPHER_LIST = (
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 )
-
-
-class UnsafeValueError(ValueError):
-    """A value would end a directive or a line in a rendered file (names the character, never the value)."""
-
-
-#: One token of an NGINX, coturn or certbot INI directive is printable ASCII (`!`..`~`) without
-#: these: they end a directive, open or close a block, start a comment, quote or expand.
-_CONF_FORBIDDEN = frozenset(";{}#\"'`$\\")
-
-
-def conf_value(value: object) -> str:
-    """Jinja filter `conf_value`: the value as text, refused if it could end a directive or a line."""
-    text = str(value)
-    bad = next((c for c in text if c in _CONF_FORBIDDEN or not "!" <= c <= "~"), None)
-    if bad is not None:
-        raise UnsafeValueError(f"a value contains {bad!r}, which could end a directive or a line")
-    return text
-
-
-def shell_quote(value: object) -> str:
-    """Jinja filter `quote` (the same as Ansible's): one POSIX shell word, whatever the value holds."""
-    return shlex.quote(str(value))
-
-
-#: Filters the templates use; the Ansible roles get the same through playbooks/filter_plugins.
-FILTERS: dict[str, Callable[[object], str]] = {"conf_value": conf_value, "quote": shell_quote}
 
 
 #: A run of addresses of one family: (version, first, last) as integers.

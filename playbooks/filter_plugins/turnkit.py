@@ -1,6 +1,6 @@
 """The Jinja filters turnkit's shared templates use, for the Ansible roles (same code as `turnkit render`)."""
 
-from turnkit.render import FILTERS
+from turnkit.filters import FILTERS
 
 
 class FilterModule:

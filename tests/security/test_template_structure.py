@@ -10,7 +10,7 @@ import jinja2
 import pytest
 
 from tests.helpers.security import ODD
-from turnkit import config, nodes, render, resources
+from turnkit import config, filters, nodes, render, resources
 from turnkit.errors import RenderError
 
 #: What a `{{ … }}` may expand to, by how the template escapes it (no newline in any of them).
@@ -151,5 +151,5 @@ def test_filter_refuses_values_that_bypassed_the_config(tmp_path: Path, template
 
 
 def test_quote_filter_makes_one_shell_word() -> None:
-    assert render.shell_quote("/srv/a b;$(id)`x`'q'") == "'/srv/a b;$(id)`x`'\"'\"'q'\"'\"''"
-    assert render.shell_quote("/etc/turnkit/certs") == "/etc/turnkit/certs"
+    assert filters.shell_quote("/srv/a b;$(id)`x`'q'") == "'/srv/a b;$(id)`x`'\"'\"'q'\"'\"''"
+    assert filters.shell_quote("/etc/turnkit/certs") == "/etc/turnkit/certs"
