@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -38,6 +39,8 @@ from turnkit.lab.topology import BRIDGE_IP
 from turnkit.provision.lab import SIGNALING_HOST, LabProvider, ssh_key
 
 CALL_TIMEOUT_MS = 60_000
+#: How long the hung-up pages get to send their deallocations before they close.
+HANG_UP_S = 0.5
 REGION = "lab"
 
 #: Both sides connected, the selected pair known, and remote video actually decoded and shown.
@@ -223,8 +226,18 @@ async def call(h: Homes, room: str) -> Call:
         setup = max(ta["connected"], tb["connected"]) - tb["joinSent"]
         return Call(setup, stats["localCandidateType"], stats["remoteCandidateType"], protocol)
     finally:
+        await hang_up(a, b)
         await ca.close()
         await cb.close()
+
+
+async def hang_up(*pages: Page) -> None:
+    """Each page hangs up as its user would (its RTCPeerConnection closes, and Chromium releases its TURN
+    allocations: a UDP one otherwise lives on in the relay until its lifetime ends, and drains wait on it)."""
+    for page in pages:
+        with contextlib.suppress(PlaywrightError):
+            await page.evaluate("() => { const b = document.getElementById('hangup'); if (!b.disabled) b.click(); }")
+    await asyncio.sleep(HANG_UP_S)
 
 
 async def calls(provider: LabProvider, secret: str, count: int, workdir: Path) -> list[Call]:
