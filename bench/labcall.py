@@ -72,14 +72,21 @@ BLOCKED: dict[str, tuple[str, ...]] = {
     "udp-blocked": (f"meta l4proto udp ip daddr != {BRIDGE_IP}", "udp dport != 53", "tcp dport 3478"),
 }
 
-#: The candidate types the page's RTCPeerConnection gathered on its own side (getStats()).
-LOCAL_CANDIDATE_TYPES = """async () => {
-  const types = new Set();
-  (await window.turnkitDemo.pc.getStats()).forEach((r) => {
-    if (r.type === "local-candidate") types.add(r.candidateType);
-  });
-  return [...types].sort();
-}"""
+#: Records the type of every candidate any RTCPeerConnection of the page gathers (`window.__gathered`), across
+#: ICE restarts (getStats() shows only the current generation, which may still be gathering).
+GATHERED = """(() => {
+  const Native = window.RTCPeerConnection;
+  window.__gathered = [];
+  window.RTCPeerConnection = function (...args) {
+    const pc = new Native(...args);
+    pc.addEventListener("icecandidate", (e) => {
+      const type = e.candidate && e.candidate.type;
+      if (type && !window.__gathered.includes(type)) window.__gathered.push(type);
+    });
+    return pc;
+  };
+  window.RTCPeerConnection.prototype = Native.prototype;
+})();"""
 
 
 # -- one browser per home ----------------------------------------------------------------------
@@ -143,9 +150,9 @@ async def demo_state(page: Page) -> dict[str, Any]:
     return state
 
 
-async def local_candidate_types(page: Page) -> list[str]:
-    """The candidate types (`host`, `srflx`, `relay`) the page's connection gathered on its side."""
-    types: list[str] = await page.evaluate(LOCAL_CANDIDATE_TYPES)
+async def gathered(page: Page) -> list[str]:
+    """The candidate types (`host`, `srflx`, `relay`) the page gathered so far (needs GATHERED), sorted."""
+    types: list[str] = await page.evaluate("() => [...window.__gathered].sort()")
     return types
 
 

@@ -146,7 +146,8 @@ async def test_without_turn_the_natted_browsers_cannot_connect(fleet: LabSite, t
     # (they connect in under a second here: p90 < 1 s in docs/benchmarks.md § 6), then check that
     # nothing ever got through.
     async with labcall.homes(fleet.provider(), JWT_SECRET, tmp_path) as homes:
-        pages = [(await homes.page(k, who, [labcall.STUN_ONLY]))[1] for k, who in enumerate(("ann", "ben"))]
+        scripts = [labcall.STUN_ONLY, labcall.GATHERED]
+        pages = [(await homes.page(k, who, scripts))[1] for k, who in enumerate(("ann", "ben"))]
         for page in pages:
             await page.fill("#room", "nat-stun-only")
             await page.click("#join")
@@ -159,7 +160,7 @@ async def test_without_turn_the_natted_browsers_cannot_connect(fleet: LabSite, t
             assert any(u.startswith("turn:") for u in urls)  # turnkit offered TURN; the page kept only STUN
             # Each browser did reach the STUN server through its NAT and learned its mapped address:
             # the call fails because symmetric NAT maps each destination to a new port, not for want of STUN.
-            assert await labcall.local_candidate_types(page) == ["host", "srflx"]
+            assert await labcall.gathered(page) == ["host", "srflx"]
 
 
 @pytest.mark.parametrize("mode", ["all", "udp-blocked"])

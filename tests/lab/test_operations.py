@@ -34,7 +34,7 @@ import websockets
 from tests.helpers.cli import sourced
 from tests.lab.conftest import JWT_SECRET, LabSite
 from tests.turnclient import Inbox
-from turnkit import config, credentials, keyring
+from turnkit import __version__, config, credentials, keyring
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -145,6 +145,27 @@ def test_a_second_deploy_with_nothing_changed_changes_nothing(fleet: LabSite) ->
     changed = [line for line in stderr.splitlines() if line.startswith("changed:")]
     assert report["ok"] is True
     assert report["ansible_changed"] == 0, changed
+    assert {ip: coturn_pid(fleet, ip) for ip in (TURN_1, TURN_2)} == pids
+
+
+#: The venv's turnkit version, as the wheelhouse check on the host asks it.
+VENV_VERSION = "sudo /opt/turnkit/venv/bin/python -c 'import importlib.metadata as m; print(m.version(\"turnkit\"))'"
+
+
+def test_a_deploy_puts_back_what_drifted_on_a_node(fleet: LabSite) -> None:
+    """What the cheap no-change checks must not hide (docs/ansible.md): a secret file whose mode was
+    loosened and a venv that lost turnkit are both put back by the next deploy, without a coturn restart."""
+    pids = {ip: coturn_pid(fleet, ip) for ip in (TURN_1, TURN_2)}
+    assert fleet.ssh(TURN_1, "sudo chmod 0644 /etc/turnkit/meter.env").returncode == 0
+    gone = fleet.ssh(TURN_1, "sudo /opt/turnkit/venv/bin/python -m pip uninstall -y -q turnkit")
+    assert gone.returncode == 0, gone.stderr
+    assert fleet.ssh(TURN_1, VENV_VERSION).returncode != 0
+    report, stderr = deploy(fleet)
+    assert report["ok"] is True
+    assert report["ansible_changed"] >= 2, stderr[-3000:]
+    assert fleet.ssh(TURN_1, "sudo stat -c %a /etc/turnkit/meter.env").stdout.strip() == "600"
+    assert fleet.ssh(TURN_1, VENV_VERSION).stdout.strip() == __version__
+    assert fleet.ssh(TURN_1, "systemctl is-active turnkit-meter").stdout.strip() == "active"
     assert {ip: coturn_pid(fleet, ip) for ip in (TURN_1, TURN_2)} == pids
 
 
