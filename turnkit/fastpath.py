@@ -139,11 +139,12 @@ def satisfied(want: Wanted, found: Found) -> bool:
     )
 
 
-def check(run: Callable[[str], tuple[int, str]], path: str, want: Wanted) -> Found | None:
-    """Probe `path` through `run` (a shell command → return code, stdout); the `Found` when the path
-    already is what `want` asks, else None (the caller runs the builtin action)."""
-    rc, out = run(probe_command(path))
-    found = parse(out) if rc == 0 else None
+def check(run: Callable[[str], Mapping[str, Any]], path: str, want: Wanted) -> Found | None:
+    """Probe `path` through `run` (an action plugin's `_low_level_execute_command`: a shell command →
+    its `rc` and `stdout`); the `Found` when the path already is what `want` asks, else None (the
+    caller runs the builtin action)."""
+    res = run(probe_command(path))
+    found = parse(str(res.get("stdout", ""))) if res.get("rc", 1) == 0 else None
     return found if found is not None and satisfied(want, found) else None
 
 

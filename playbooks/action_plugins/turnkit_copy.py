@@ -23,8 +23,4 @@ class ActionModule(CopyAction):
             want = fastpath.wanted(self._task.args, "file", checksum(real))
         finally:
             self._loader.cleanup_tmp_file(real)
-        return None if want is None else fastpath.check(self._shell, dest, want)
-
-    def _shell(self, command):
-        res = self._low_level_execute_command(command, sudoable=True)
-        return res.get("rc", 1), res.get("stdout", "")
+        return None if want is None else fastpath.check(self._low_level_execute_command, dest, want)

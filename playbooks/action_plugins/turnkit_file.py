@@ -14,13 +14,9 @@ class ActionModule(ActionBase):
         args = self._task.args
         path = args.get("path", args.get("dest", args.get("name")))
         want = fastpath.wanted(args, "directory")
-        found = fastpath.check(self._shell, path, want) if want is not None and isinstance(path, str) else None
+        found = fastpath.check(self._low_level_execute_command, path, want) if want is not None and isinstance(path, str) else None
         if found is not None:
             return merge_hash(result, fastpath.result(path, found, "path"))
         result = merge_hash(result, self._execute_module(module_name="ansible.legacy.file", task_vars=task_vars))
         self._remove_tmp_path(self._connection._shell.tmpdir)
         return result
-
-    def _shell(self, command):
-        res = self._low_level_execute_command(command, sudoable=True)
-        return res.get("rc", 1), res.get("stdout", "")
